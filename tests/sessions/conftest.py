@@ -1,0 +1,39 @@
+"""A fresh store per test, run against each database the contract must hold on."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from sessions import Store
+
+BACKENDS = ["sqlite-memory", "sqlite-file"]
+if os.environ.get("QEC_TEST_POSTGRES_URL"):
+    BACKENDS.append("postgres")
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request, tmp_path):
+    if request.param == "sqlite-memory":
+        url = "sqlite://"
+    elif request.param == "sqlite-file":
+        url = f"sqlite:///{tmp_path}/history.db"
+    else:
+        url = _fresh_postgres(os.environ["QEC_TEST_POSTGRES_URL"])
+    s = Store.open(database_url=url, blob_dir=tmp_path / "blobs")
+    yield s
+    s.close()
+
+
+def _fresh_postgres(url: str) -> str:
+    from sqlalchemy import text
+    from sqlmodel import SQLModel, create_engine
+
+    import sessions.models  # noqa: F401
+
+    engine = create_engine(url)
+    with engine.begin() as c:
+        SQLModel.metadata.drop_all(c)
+    engine.dispose()
+    return url
