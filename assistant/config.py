@@ -1,0 +1,78 @@
+"""The one settings object: environment variables prefixed ``QEC_`` and a ``.env`` file.
+
+Owns every knob of a running app and its defaults, so ``make run`` works with none
+set: SQLite and a blob folder under ``data/``, the tiny model when there is no GPU.
+Deliberately not ``DATABASE_URL``: that name silently switches on Chainlit's own
+Postgres data layer.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal, Optional
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="QEC_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(Path("data"), description="Where the database, blobs and secrets live.")
+    database_url: Optional[str] = Field(None, description="SQLAlchemy URL; default SQLite in data_dir.")
+    blob_dir: Optional[Path] = Field(None, description="Image files; default data_dir/blobs.")
+
+    backend: Optional[str] = Field(None, description="tiny, qwen or remote; default qwen with CUDA else tiny.")
+    model: Optional[str] = Field(None, description="Model id or local folder for the qwen/remote backend.")
+    revision: Optional[str] = None
+    profile: str = Field("full", description="qwen memory profile: full, model-offload, group-offload, fp8, nf4.")
+    lightning: Optional[int] = Field(None, description="Lightning LoRA steps (4 or 8) for the qwen backend.")
+    remote_url: str = Field("http://127.0.0.1:8091/v1", description="OpenAI-compatible images API base URL.")
+    remote_api_key: str = "EMPTY"
+    remote_timeout: float = 600.0
+
+    workers: int = Field(1, ge=1, description="Image jobs running at once (one per GPU).")
+    job_timeout: float = Field(1800.0, gt=0, description="Seconds before a running job is stopped.")
+
+    mode: Literal["local", "multi"] = Field("local", description="local: one person, no sign-in.")
+    local_user: str = "local"
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'qec.db').as_posix()}"
+
+    @property
+    def resolved_blob_dir(self) -> Path:
+        return self.blob_dir or self.data_dir / "blobs"
+
+    def backend_name(self) -> str:
+        from pipelines import default_backend_name
+
+        return self.backend or default_backend_name()
+
+    def backend_settings(self, name: str) -> dict:
+        """Constructor settings for backend ``name`` from this configuration."""
+        if name == "qwen":
+            out = {"profile": self.profile}
+            if self.model:
+                out["model"] = self.model
+            if self.revision:
+                out["revision"] = self.revision
+            if self.lightning:
+                out["lightning"] = self.lightning
+            return out
+        if name == "remote":
+            out = {"base_url": self.remote_url, "api_key": self.remote_api_key,
+                   "timeout": self.remote_timeout}
+            if self.model:
+                out["model"] = self.model
+            return out
+        return {}
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,413 @@
+"""Applies intents to a conversation: head moves on the store, image work as jobs.
+
+Owns what each intent means: which image an edit starts from and which are its
+references, what a variation re-runs, how image work becomes a job row before any
+model time is spent and then runs on the job queue, and what is recorded on each
+new node so it can be reproduced. Knows nothing of chainlit: handlers and the
+HTTP API call ``apply`` and render the ``Outcome``; buttons and typed commands call
+the same methods.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from PIL import Image
+
+from pipelines import BackendError, Cancelled, EditRequest, GenerateRequest
+from pipelines.base import MAX_INPUT_IMAGES, Backend
+from sessions import HistoryError, Job, Node, Store
+
+from .queue import JobQueue, Ticket
+from .router import COMMANDS, Intent
+from .uploads import UploadError, load_upload
+
+# Errors whose message is shown to the user as is.
+USER_ERRORS = (HistoryError, BackendError, UploadError)
+SIZE_CHOICES = ("keep", "1mp", "1:1", "4:3", "3:4", "16:9", "9:16")
+
+
+@dataclass(frozen=True)
+class ChatSettings:
+    """Per-conversation choices from the settings panel (None = the model's default)."""
+
+    backend: Optional[str] = None
+    steps: Optional[int] = None
+    guidance: Optional[float] = None
+    seed: Optional[int] = None  # None = a new random seed every run
+    size: str = "keep"
+    variations: int = 3
+
+    @classmethod
+    def from_dict(cls, d: Optional[dict]) -> "ChatSettings":
+        d = dict(d or {})
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        return cls(**known)
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass
+class RunEvent:
+    kind: str  # "started" | "progress"
+    step: int = 0
+    total: int = 0
+    preview: Optional[Image.Image] = None
+    eta_s: Optional[float] = None
+
+
+@dataclass
+class RunResult:
+    node: Node
+    source: Optional[Node]
+    seed: int
+    steps: int
+    elapsed_s: float
+
+
+@dataclass(eq=False)
+class Run:
+    """One image job in flight."""
+
+    job: Job
+    ticket: Ticket
+    description: str
+    source_number: Optional[int]
+    ahead: int = 0  # jobs that will start before this one, when it was queued
+
+    @property
+    def future(self) -> Future:
+        return self.ticket.future
+
+    def wait(self, timeout: Optional[float] = None) -> RunResult:
+        return self.ticket.future.result(timeout)
+
+
+@dataclass
+class Export:
+    filename: str
+    data: bytes
+    mime: str
+
+
+@dataclass
+class Outcome:
+    message: str = ""
+    node: Optional[Node] = None
+    runs: list = field(default_factory=list)
+    export: Optional[Export] = None
+    show_history: bool = False
+    is_error: bool = False
+
+
+EventSink = Callable[[Run, RunEvent], None]
+
+
+class BackendPool:
+    """One loaded backend per name, built on first use (loading a model is slow)."""
+
+    def __init__(self, default: str, factory: Callable[[str], Backend]) -> None:
+        self.default = default
+        self._factory = factory
+        self._backends: dict[str, Backend] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: Optional[str] = None) -> Backend:
+        name = name or self.default
+        with self._lock:
+            if name not in self._backends:
+                self._backends[name] = self._factory(name)
+            return self._backends[name]
+
+
+class ChatService:
+    def __init__(self, store: Store, backends: BackendPool, queue: JobQueue, *,
+                 job_timeout: float = 1800.0) -> None:
+        self.store = store
+        self.backends = backends
+        self.queue = queue
+        self.job_timeout = job_timeout
+        self._runs: dict[str, list[Run]] = {}
+        self._lock = threading.Lock()
+
+    # ---- uploads ----------------------------------------------------------------------
+
+    def add_uploads(self, conversation_id: str, files: list[tuple[str, bytes]]) -> list[Node]:
+        """Check and keep uploaded files as nodes (the head does not move yet).
+
+        All files are checked before any is kept, so a bad one loses nothing else.
+        """
+        images = [(name, load_upload(data, name)) for name, data in files]
+        return [self.store.add_node(conversation_id, img, kind="upload", instruction=name,
+                                    move_head=False) for name, img in images]
+
+    # ---- intents ----------------------------------------------------------------------
+
+    def apply(self, conversation_id: str, intent: Intent, *, uploads: list[Node] = (),
+              settings: Optional[ChatSettings] = None, on_event: Optional[EventSink] = None,
+              ) -> Outcome:
+        settings = settings or ChatSettings()
+        try:
+            handler = getattr(self, f"_do_{intent.kind}")
+            return handler(conversation_id, intent, list(uploads), settings, on_event)
+        except USER_ERRORS as e:
+            return Outcome(message=str(e), is_error=True)
+
+    def _do_help(self, conv, intent, uploads, settings, on_event) -> Outcome:
+        lines = [intent.text, ""] if intent.text else []
+        lines += ["Describe a picture to generate it, or upload a photo and say what to change.",
+                  "Attach up to two more images to use them as references.", ""]
+        lines += [f"- `{usage.split(' - ')[0]}` - {usage.split(' - ', 1)[1]}" for usage in COMMANDS.values()]
+        return Outcome(message="\n".join(lines), is_error=bool(intent.text))
+
+    def _do_upload(self, conv, intent, uploads, settings, on_event) -> Outcome:
+        if not uploads:
+            return Outcome(message="Attach a PNG, JPEG or WebP image to upload it.", is_error=True)
+        node = self.store.checkout(conv, uploads[0].number)
+        extra = ""
+        if len(uploads) > 1:
+            others = ", ".join(f"#{n.number}" for n in uploads[1:])
+            extra = f" Also kept {others}; attach images with an instruction to use them as references."
+        return Outcome(message=f"Uploaded as #{node.number}. Tell me what to change.{extra}", node=node)
+
+    def _do_undo(self, conv, intent, uploads, settings, on_event) -> Outcome:
+        node = self.store.undo(conv, intent.count)
+        return Outcome(message=f"Back to #{node.number}.", node=node)
+
+    def _do_redo(self, conv, intent, uploads, settings, on_event) -> Outcome:
+        node = None
+        for _ in range(intent.count):
+            node = self.store.redo(conv)
+        return Outcome(message=f"Forward to #{node.number}.", node=node)
+
+    def _do_checkout(self, conv, intent, uploads, settings, on_event) -> Outcome:
+        node = self.store.checkout(conv, intent.base)
+        return Outcome(message=f"Now at #{node.number}. The next edit starts from here.", node=node)
+
+    def _do_history(self, conv, intent, uploads, settings, on_event) -> Outcome:
+        if not self.store.nodes(conv):
+            return Outcome(message="No images yet.")
+        return Outcome(show_history=True)
+
+    def _do_export(self, conv, intent, uploads, settings, on_event) -> Outcome:
+        return Outcome(export=self.export(conv, intent.fmt or "png", intent.base))
+
+    def _do_generate(self, conv, intent, uploads, settings, on_event) -> Outcome:
+        request = {"op": "generate", "prompt": intent.text, **self._options(settings)}
+        request.update(self._size(settings, None))
+        run = self._submit(conv, kind="generate", request=request, inputs=[], parent=None,
+                           instruction=intent.text, backend=settings.backend, on_event=on_event,
+                           description="Generating")
+        return Outcome(runs=[run])
+
+    def _do_edit(self, conv, intent, uploads, settings, on_event) -> Outcome:
+        refs = [n.number for n in uploads]
+        base = intent.base
+        if base is None:
+            head = self.store.head(conv)
+            if head is not None:
+                base = head.number
+            elif refs:
+                base, refs = refs[0], refs[1:]
+            else:
+                # Nothing to edit yet: treat the words as a description to generate.
+                return self._do_generate(conv, intent, uploads, settings, on_event)
+        base_node = self.store.node(conv, base)
+        inputs = [base_node.number] + refs
+        if len(inputs) > MAX_INPUT_IMAGES:
+            raise HistoryError(
+                f"An edit can use at most {MAX_INPUT_IMAGES} images: the current image and two "
+                f"references. This message brought {len(refs)} references; send at most two.")
+        request = {"op": "edit", "prompt": intent.text, **self._options(settings)}
+        request.update(self._size(settings, base_node))
+        run = self._submit(conv, kind="edit", request=request, inputs=inputs,
+                           parent=base_node.number, instruction=intent.text,
+                           backend=settings.backend, on_event=on_event,
+                           description=f"Editing #{base_node.number}")
+        return Outcome(runs=[run])
+
+    def _do_variations(self, conv, intent, uploads, settings, on_event) -> Outcome:
+        source = self.store.node(conv, intent.base) if intent.base else self.store.head(conv)
+        if source is None:
+            raise HistoryError("There is nothing to vary yet: describe an image or upload one.")
+        recorded = source.params.get("request")
+        if not recorded:
+            raise HistoryError(
+                f"#{source.number} is an {source.kind}, not something the model made, so there "
+                f"is nothing to re-run. Describe an edit first.")
+        runs = []
+        for i in range(intent.count):
+            request = dict(recorded, seed=None)  # a fresh seed each time
+            runs.append(self._submit(
+                conv, kind="variation", request=request, inputs=list(source.input_numbers),
+                parent=source.parent_number, instruction=source.instruction,
+                backend=settings.backend, on_event=on_event,
+                description=f"Variation {i + 1} of {intent.count} of #{source.number}"))
+        return Outcome(runs=runs)
+
+    # ---- the same operations for buttons and the API ---------------------------------
+
+    def export(self, conv: str, fmt: str = "png", number: Optional[int] = None) -> Export:
+        title = _slug(self.store.conversation(conv).title or "conversation")
+        if fmt == "history":
+            return Export(f"{title}-history.zip", self.store.export_history(conv), "application/zip")
+        node = self.store.node(conv, number) if number else self.store.head(conv)
+        if node is None:
+            raise HistoryError("There is no image to export yet.")
+        ext = "jpg" if fmt in ("jpeg", "jpg") else fmt
+        mime = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}.get(ext)
+        if mime is None:
+            raise HistoryError(f"Cannot export as {fmt!r}; choose png, jpeg, webp or history.")
+        return Export(f"{title}-{node.number}.{ext}", self.store.export_image(conv, node.number, fmt), mime)
+
+    def cancel(self, conversation_id: str) -> int:
+        """Stop every queued or running job of the conversation; returns how many."""
+        with self._lock:
+            runs = list(self._runs.get(conversation_id, []))
+        for run in runs:
+            if self.queue.cancel(run.ticket):
+                self._finish_cancelled(run.job.id, "Stopped before it started.")
+        return len(runs)
+
+    def active_runs(self, conversation_id: str) -> list[Run]:
+        with self._lock:
+            return [r for r in self._runs.get(conversation_id, []) if not r.future.done()]
+
+    # ---- jobs -------------------------------------------------------------------------
+
+    def _options(self, settings: ChatSettings) -> dict:
+        return {"seed": settings.seed, "steps": settings.steps, "true_cfg_scale": settings.guidance,
+                "negative_prompt": None}
+
+    def _size(self, settings: ChatSettings, base: Optional[Node]) -> dict:
+        if settings.size == "keep":
+            return {"width": None, "height": None}
+        if settings.size == "1mp":
+            aspect = (base.width / base.height) if base else 1.0
+        else:
+            w, h = (int(x) for x in settings.size.split(":"))
+            aspect = w / h
+        return dict(zip(("width", "height"), megapixel_size(aspect)))
+
+    def _submit(self, conv: str, *, kind: str, request: dict, inputs: list[int],
+                parent: Optional[int], instruction: str, backend: Optional[str],
+                on_event: Optional[EventSink], description: str) -> Run:
+        job = self.store.create_job(conv, kind=kind, request={**request, "inputs": inputs,
+                                                              "parent": parent, "backend": backend})
+        holder: dict = {}
+
+        def task(cancel: threading.Event) -> RunResult:
+            return self._execute(holder["run"], conv, kind=kind, request=request, inputs=inputs,
+                                 parent=parent, instruction=instruction, backend=backend,
+                                 cancel=cancel, on_event=on_event)
+
+        ticket = self.queue.submit(conv, task, label=description)
+        run = Run(job=job, ticket=ticket, description=description, source_number=parent)
+        holder["run"] = run
+        run.ahead = self.queue.position(ticket)
+        with self._lock:
+            live = [r for r in self._runs.get(conv, []) if not r.future.done()]
+            self._runs[conv] = live + [run]
+        return run
+
+    def _execute(self, run: Run, conv: str, *, kind, request, inputs, parent, instruction,
+                 backend, cancel: threading.Event, on_event) -> RunResult:
+        job_id = run.job.id
+        self.store.start_job(job_id)
+        timed_out = threading.Event()
+
+        def on_timeout():
+            timed_out.set()
+            cancel.set()
+
+        timer = threading.Timer(self.job_timeout, on_timeout)
+        timer.daemon = True
+        timer.start()
+        started = time.monotonic()
+        emit = on_event or (lambda r, e: None)
+
+        def progress(step: int, total: int, preview) -> None:
+            elapsed = time.monotonic() - started
+            eta = elapsed / step * (total - step) if step else None
+            emit(run, RunEvent("progress", step, total, preview, eta))
+
+        try:
+            emit(run, RunEvent("started"))
+            be = self.backends.get(backend)
+            images = tuple(self.store.image(self.store.node(conv, n)) for n in inputs)
+            opts = {k: request.get(k) for k in ("seed", "steps", "true_cfg_scale",
+                                                 "negative_prompt", "width", "height")}
+            if request["op"] == "edit":
+                result = be.edit(EditRequest(request["prompt"], images=images, **opts),
+                                 progress=progress, cancel=cancel)
+            else:
+                result = be.generate(GenerateRequest(request["prompt"], **opts),
+                                     progress=progress, cancel=cancel)
+            if cancel.is_set():
+                raise Cancelled()
+        except Cancelled:
+            if timed_out.is_set():
+                msg = f"The image took longer than {self.job_timeout:.0f} s and was stopped. Nothing was saved."
+                self._fail(job_id, msg)
+                raise BackendError(msg) from None
+            self._finish_cancelled(job_id, "Stopped by the user.")
+            raise
+        except USER_ERRORS as e:
+            self._fail(job_id, str(e))
+            raise
+        except Exception as e:
+            msg = f"The image backend failed ({type(e).__name__}: {e}). The current image is unchanged; try again."
+            self._fail(job_id, msg)
+            raise BackendError(msg) from e
+        finally:
+            timer.cancel()
+        params = {
+            "seed": result.seed, "steps": result.steps,
+            "true_cfg_scale": result.info.get("true_cfg_scale", opts["true_cfg_scale"]),
+            "negative_prompt": result.info.get("negative_prompt", opts["negative_prompt"]),
+            "width": opts["width"], "height": opts["height"],
+            "backend": result.info.get("backend"), "model": result.info.get("model"),
+            "elapsed_s": round(result.elapsed_s, 3),
+            # What "variations" re-runs: the request as asked, before defaults were filled in.
+            "request": {k: v for k, v in request.items()},
+            "info": result.info,
+        }
+        node = self.store.finish_job(job_id, result.image, kind=kind, parent=parent, inputs=inputs,
+                                     instruction=instruction, prompt=request["prompt"], params=params)
+        source = self.store.node(conv, parent) if parent is not None else None
+        return RunResult(node=node, source=source, seed=result.seed, steps=result.steps,
+                         elapsed_s=result.elapsed_s)
+
+    def _fail(self, job_id: str, message: str) -> None:
+        try:
+            self.store.fail_job(job_id, message)
+        except HistoryError:
+            pass  # already final (e.g. cancelled meanwhile)
+
+    def _finish_cancelled(self, job_id: str, reason: str) -> None:
+        try:
+            self.store.cancel_job(job_id, reason)
+        except HistoryError:
+            pass
+
+
+def megapixel_size(aspect: float, area: int = 1024 * 1024, multiple: int = 16) -> tuple[int, int]:
+    """Width and height of about ``area`` pixels at ``aspect``, in multiples of 16."""
+    w = (area * aspect) ** 0.5
+    h = w / aspect
+    return max(multiple, round(w / multiple) * multiple), max(multiple, round(h / multiple) * multiple)
+
+
+def _slug(text: str) -> str:
+    s = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return s[:48] or "conversation"
+
+
+__all__ = ["ChatService", "ChatSettings", "BackendPool", "Outcome", "Run", "RunEvent",
+           "RunResult", "Export", "USER_ERRORS", "megapixel_size"]

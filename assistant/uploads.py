@@ -1,0 +1,75 @@
+"""Checking uploaded files before anything keeps them.
+
+Owns what the chat accepts: PNG, JPEG and WebP, recognised by their bytes (never by
+the file name), decodable to the end, at most ``MAX_PIXELS`` pixels, EXIF
+orientation applied and any colour mode turned into RGB. Everything else gets an
+``UploadError`` whose message says what was wrong and what is accepted.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from pipelines.base import to_rgb
+
+ACCEPTED = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+ACCEPTED_MIME = sorted(set(ACCEPTED.values()))
+MAX_BYTES = 30 * 1024 * 1024  # matches .chainlit/config.toml [features.spontaneous_file_upload]
+MAX_PIXELS = 40_000_000  # ~ 6300x6300: larger gets refused before it is decoded
+ACCEPTED_TEXT = "PNG, JPEG or WebP images up to 30 MB and 40 megapixels"
+
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+)
+
+
+class UploadError(Exception):
+    """An upload that cannot be used; the message says why and what is accepted."""
+
+
+def sniff(data: bytes) -> str | None:
+    """The format named by the file's first bytes, or None."""
+    for magic, fmt in _MAGIC:
+        if data.startswith(magic):
+            return fmt
+    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return None
+
+
+def load_upload(data: bytes, name: str = "the file") -> Image.Image:
+    """A checked RGB image from uploaded bytes, or ``UploadError``."""
+    if not data:
+        raise UploadError(f"{name} is empty. Send {ACCEPTED_TEXT}.")
+    if len(data) > MAX_BYTES:
+        raise UploadError(f"{name} is {len(data) / 2**20:.0f} MB; the limit is 30 MB. "
+                          f"Send {ACCEPTED_TEXT}.")
+    fmt = sniff(data)
+    if fmt is None:
+        raise UploadError(f"{name} is not a PNG, JPEG or WebP image (whatever its name says). "
+                          f"Send {ACCEPTED_TEXT}.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=[fmt]) as img:
+                if img.width * img.height > MAX_PIXELS:
+                    raise UploadError(
+                        f"{name} is {img.width}x{img.height} pixels, too large to edit. "
+                        f"Send {ACCEPTED_TEXT}.")
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                out = to_rgb(img)
+                out.info = {}
+                return out
+    except UploadError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise UploadError(f"{name} is too large to edit. Send {ACCEPTED_TEXT}.") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise UploadError(f"{name} looks like a {fmt} image but could not be read to the end "
+                          f"(it may be truncated or damaged: {e}). Send {ACCEPTED_TEXT}.") from None
+
