@@ -27,6 +27,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 import pipelines
 from pipelines import BackendError, EditRequest, GenerateRequest
 
+from . import serve
+
 PROG = "qwen-edit-chat"
 HISTORY_FORMAT = "qwen-edit-chat/history"
 HISTORY_VERSION = 1
@@ -69,8 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("-o", "--output", required=True, help="folder for the replayed images")
     _add_backend_options(replay)
 
-    # More subcommands (`serve`, `users`) go here: add their parser above this line
-    # and their function to COMMANDS below.
+    serve.add_parser(sub)
     return parser
 
 
@@ -182,6 +183,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "generate": cmd_generate,
     "edit": cmd_edit,
     "replay": cmd_replay,
+    "serve": serve.run,
 }
 
 

@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     local_user: str = "local"
     host: str = "127.0.0.1"
     port: int = 8000
+
+    @field_validator("data_dir", "blob_dir")
+    @classmethod
+    def _absolute(cls, v: Optional[Path]) -> Optional[Path]:
+        # Made absolute at once: the server changes its working folder at start-up.
+        return None if v is None else Path(v).expanduser().resolve()
 
     @property
     def resolved_database_url(self) -> str:

@@ -1,0 +1,207 @@
+"""The Chainlit handlers, thin: keep uploads, route, call the service, render.
+
+Owns the wiring to Chainlit only: sign-in for the local mode, one conversation per
+chat thread, the settings panel, starters and command bar, and the buttons, which
+build the same ``Intent`` a typed command would. Everything else lives in the
+service (what to do) and render (how it looks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Optional
+
+import chainlit as cl
+from chainlit.input_widget import Select, Slider, TextInput
+from chainlit.server import app as chainlit_app
+
+from pipelines import backend_names
+
+from assistant import render, routes
+from assistant.router import COMMANDS, DEFAULT_VARIATIONS, Intent, route
+from assistant.runtime import get_runtime
+from assistant.service import SIZE_CHOICES, USER_ERRORS, ChatSettings
+
+routes.install(chainlit_app)
+
+CONV = "conversation_id"
+
+
+# ---- identity and start ---------------------------------------------------------------
+
+
+@cl.header_auth_callback
+async def local_user(headers) -> Optional[cl.User]:
+    """Local mode: one person, signed in without a form."""
+    rt = get_runtime()
+    if rt.settings.mode != "local":
+        return None
+    return cl.User(identifier=rt.settings.local_user, metadata={"provider": "local"})
+
+
+@cl.set_starters
+async def starters(user=None, language=None):
+    return [
+        cl.Starter(label="A red fox in snow", message="generate a red fox sitting in fresh snow, morning light"),
+        cl.Starter(label="A cat on a roof", message="a watercolor painting of a cat on a tiled roof at sunset"),
+        cl.Starter(label="What can I say?", message="/help"),
+    ]
+
+
+@cl.on_chat_start
+async def start() -> None:
+    rt = get_runtime()
+    user = cl.user_session.get("user")
+    owner = user.identifier if user else rt.settings.local_user
+    conv = await cl.make_async(rt.store.create_conversation)(owner=owner)
+    cl.user_session.set(CONV, conv.id)
+    cl.user_session.set("settings", ChatSettings())
+    await _settings_panel(ChatSettings())
+    await cl.context.emitter.set_commands([
+        {"id": name, "description": usage.split(" - ", 1)[1], "icon": "terminal", "button": False}
+        for name, usage in COMMANDS.items()])
+    if rt.notice:
+        await render.send_text(rt.notice)
+
+
+async def _settings_panel(s: ChatSettings) -> None:
+    rt = get_runtime()
+    await cl.ChatSettings([
+        Select(id="backend", label="Backend", values=backend_names(),
+               initial_value=s.backend or rt.backend_name),
+        Slider(id="steps", label="Steps (0 = the model's default)", min=0, max=60, step=1,
+               initial=s.steps or 0),
+        Slider(id="guidance", label="Guidance, true CFG (0 = default 4.0)", min=0, max=10, step=0.5,
+               initial=s.guidance or 0),
+        TextInput(id="seed", label="Seed (empty = random every time)",
+                  initial="" if s.seed is None else str(s.seed)),
+        Select(id="size", label="Output size", values=list(SIZE_CHOICES), initial_value=s.size,
+               description="keep = the input's size; 1mp = about 1 megapixel; or an aspect ratio"),
+        Slider(id="variations", label="Variations per request", min=1, max=8, step=1,
+               initial=s.variations or DEFAULT_VARIATIONS),
+    ]).send()
+
+
+@cl.on_settings_update
+async def settings_changed(values: dict) -> None:
+    seed_text = str(values.get("seed") or "").strip()
+    if seed_text and not seed_text.isdigit():
+        await render.send_text(f"The seed must be a whole number; {seed_text!r} is not. "
+                               f"Leave it empty for a random seed.", error=True)
+        seed_text = ""
+    s = ChatSettings(
+        backend=values.get("backend") or None,
+        steps=int(values["steps"]) if values.get("steps") else None,
+        guidance=float(values["guidance"]) if values.get("guidance") else None,
+        seed=int(seed_text) if seed_text else None,
+        size=values.get("size") or "keep",
+        variations=int(values.get("variations") or DEFAULT_VARIATIONS),
+    )
+    cl.user_session.set("settings", s)
+    await cl.make_async(get_runtime().store.update_settings)(_conv(), s.to_dict())
+
+
+# ---- messages and buttons ---------------------------------------------------------------
+
+
+@cl.on_message
+async def on_message(message: cl.Message) -> None:
+    rt = get_runtime()
+    conv = _conv()
+    files = [(el.name or "image", Path(el.path).read_bytes())
+             for el in message.elements or [] if getattr(el, "path", None)]
+    uploads = []
+    if files:
+        try:
+            # Copied into the blob store now: Chainlit deletes its upload folder later.
+            uploads = await cl.make_async(rt.service.add_uploads)(conv, files)
+        except USER_ERRORS as e:
+            await render.send_text(f"{e} Nothing from this message was kept; the conversation goes on.",
+                                   error=True)
+            return
+    text = message.content or ""
+    if message.command:
+        text = f"/{message.command} {text}"
+    head = await cl.make_async(rt.store.head)(conv)
+    await handle(route(text, has_image=head is not None, attachments=len(uploads)), uploads)
+
+
+@cl.action_callback("undo")
+async def undo_button(action: cl.Action) -> None:
+    await handle(Intent("undo"))
+
+
+@cl.action_callback("variations")
+async def variations_button(action: cl.Action) -> None:
+    number = _number(action)
+    if number is not None:
+        await handle(Intent("variations", base=number, count=_settings().variations))
+
+
+@cl.action_callback("branch")
+async def branch_button(action: cl.Action) -> None:
+    number = _number(action)
+    if number is not None:
+        await handle(Intent("checkout", base=number))
+
+
+@cl.action_callback("checkout")
+async def checkout_button(action: cl.Action) -> None:
+    number = _number(action)
+    if number is not None:
+        await handle(Intent("checkout", base=number))
+
+
+@cl.action_callback("export")
+async def export_button(action: cl.Action) -> None:
+    number = _number(action)
+    if number is not None:
+        await handle(Intent("export", base=number, fmt=action.payload.get("fmt") or "png"))
+
+
+@cl.on_stop
+async def stop() -> None:
+    get_runtime().service.cancel(_conv())
+
+
+async def handle(intent: Intent, uploads=()) -> None:
+    """The one path for typed commands and buttons: apply, then render."""
+    rt = get_runtime()
+    conv = _conv()
+    loop = asyncio.get_running_loop()
+    events: asyncio.Queue = asyncio.Queue()
+
+    def on_event(run, event) -> None:  # called on a worker thread
+        loop.call_soon_threadsafe(events.put_nowait, (run, event))
+
+    outcome = await cl.make_async(rt.service.apply)(conv, intent, uploads=list(uploads),
+                                                    settings=_settings(), on_event=on_event)
+    if outcome.is_error:
+        await render.send_text(outcome.message, error=True)
+    elif outcome.export:
+        await render.send_export(outcome)
+    elif outcome.show_history:
+        await render.send_history(conv, rt.store)
+    elif outcome.node is not None:
+        await render.send_node(conv, outcome.node, rt.store, outcome.message)
+    elif outcome.message:
+        await render.send_text(outcome.message)
+    if outcome.runs:
+        await render.follow_runs(conv, outcome.runs, events)
+
+
+def _conv() -> str:
+    return cl.user_session.get(CONV)
+
+
+def _settings() -> ChatSettings:
+    return cl.user_session.get("settings") or ChatSettings()
+
+
+def _number(action: cl.Action) -> Optional[int]:
+    """A node number from a button payload: untrusted, so checked to be a plain int."""
+    value = (action.payload or {}).get("number")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        return None
+    return value

@@ -1,0 +1,194 @@
+"""Turns service outcomes into Chainlit messages, elements and buttons.
+
+Owns how things look: the result line ("#4 - edit of #3 - seed 1234 - 11.2 s"), the
+live progress line and preview, the buttons under a result, the before/after and
+history-tree custom elements, and export downloads. Image elements point at our own
+owner-checked route, never at bytes held by the session. Knows nothing of routing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from typing import Optional
+
+import chainlit as cl
+
+from pipelines import Cancelled
+from sessions import Node, Store
+
+from .routes import image_url
+from .service import USER_ERRORS, Outcome, Run, RunEvent, RunResult
+
+PREVIEW_EVERY_S = 0.4  # at most this often, so a fast model does not flood the socket
+
+
+def describe(node: Node, source: Optional[Node] = None) -> str:
+    """"#4 - edit of #3 - seed 1234 - 11.2 s" for a node."""
+    parts = [f"**#{node.number}**"]
+    if node.kind == "upload":
+        parts.append("upload")
+    elif node.kind == "generate":
+        parts.append("generated")
+    elif node.parent_number is not None:
+        what = "variation" if node.kind == "variation" else "edit"
+        parts.append(f"{what} of #{node.parent_number}")
+    refs = node.input_numbers[1:]
+    if refs:
+        parts.append("with " + ", ".join(f"#{n}" for n in refs))
+    if "seed" in node.params:
+        parts.append(f"seed {node.params['seed']}")
+    if "elapsed_s" in node.params:
+        parts.append(f"{node.params['elapsed_s']:.1f} s")
+    return " · ".join(parts)
+
+
+def node_actions(node: Node) -> list[cl.Action]:
+    p = {"number": node.number}
+    actions = [
+        cl.Action(name="undo", payload=p, label="Undo", icon="undo-2", tooltip="Back to the image before"),
+        cl.Action(name="variations", payload=p, label="Variations", icon="shuffle",
+                  tooltip="New takes on this with other seeds"),
+        cl.Action(name="branch", payload=p, label="Branch from here", icon="git-branch",
+                  tooltip="Make this the current image; the next edit starts a new branch"),
+        cl.Action(name="export", payload=p, label="Export", icon="download", tooltip="Download as PNG"),
+    ]
+    if node.parent_number is None:
+        actions = [a for a in actions if a.name != "undo"]
+    if node.kind == "upload":
+        actions = [a for a in actions if a.name != "variations"]
+    return actions
+
+
+def node_elements(conv: str, node: Node, source: Optional[Node]) -> list:
+    elements: list = [cl.Image(name=f"#{node.number}", url=image_url(conv, node.number),
+                               display="inline", size="large", mime="image/png")]
+    if source is not None:
+        elements.append(cl.CustomElement(name="BeforeAfter", display="inline", props={
+            "before": image_url(conv, source.number), "after": image_url(conv, node.number),
+            "beforeLabel": f"#{source.number}", "afterLabel": f"#{node.number}",
+        }))
+    return elements
+
+
+async def send_node(conv: str, node: Node, store: Store, text: str = "") -> cl.Message:
+    source = store.node(conv, node.parent_number) if node.parent_number else None
+    content = f"{text}\n\n{describe(node, source)}" if text else describe(node, source)
+    msg = cl.Message(content=content, elements=node_elements(conv, node, source),
+                     actions=node_actions(node))
+    await msg.send()
+    return msg
+
+
+async def send_text(text: str, *, error: bool = False) -> None:
+    await cl.Message(content=("⚠️ " + text) if error else text).send()
+
+
+async def send_export(outcome: Outcome) -> None:
+    ex = outcome.export
+    await cl.Message(content=f"Here is **{ex.filename}**.", elements=[
+        cl.File(name=ex.filename, content=ex.data, mime=ex.mime, display="inline")]).send()
+
+
+async def send_history(conv: str, store: Store) -> None:
+    nodes = store.nodes(conv)
+    head = store.conversation(conv).head
+    props = {"head": head, "nodes": [
+        {"number": n.number, "parent": n.parent_number, "kind": n.kind,
+         "label": (n.instruction or n.kind)[:60], "thumb": image_url(conv, n.number, 128)}
+        for n in nodes]}
+    await cl.Message(content=f"The history: {len(nodes)} images, current **#{head}**. "
+                             f"Click one to continue from it.",
+                     elements=[cl.CustomElement(name="HistoryTree", props=props, display="inline")]).send()
+
+
+class RunView:
+    """One job's message: a progress line and a preview updated in place."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.msg = cl.Message(content=self._waiting())
+        self.preview: Optional[cl.Image] = None
+        self._last_preview = 0.0
+
+    def _waiting(self) -> str:
+        if self.run.ahead:
+            jobs = "job" if self.run.ahead == 1 else "jobs"
+            return f"{self.run.description}: queued behind {self.run.ahead} {jobs}…"
+        return f"{self.run.description}: starting…"
+
+    async def start(self) -> None:
+        await self.msg.send()
+
+    async def on_event(self, event: RunEvent) -> None:
+        if event.kind == "started":
+            self.msg.content = f"{self.run.description}: loading…"
+            await self.msg.update()
+            return
+        eta = f" · about {event.eta_s:.0f} s left" if event.eta_s is not None else ""
+        self.msg.content = f"{self.run.description}: step {event.step}/{event.total}{eta}"
+        await self.msg.update()
+        now = time.monotonic()
+        if event.preview is not None and now - self._last_preview >= PREVIEW_EVERY_S:
+            self._last_preview = now
+            await self._show_preview(event.preview)
+
+    async def _show_preview(self, image) -> None:
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        if self.preview is None:
+            self.preview = cl.Image(name="preview", content=buf.getvalue(), display="inline",
+                                    size="medium", mime="image/png")
+            self.preview.updatable = True
+        else:
+            self.preview.content = buf.getvalue()
+        await self.preview.send(for_id=self.msg.id, persist=False)
+
+    async def finish(self, conv: str, result: RunResult) -> None:
+        if self.preview is not None:
+            await self.preview.remove()
+        self.msg.content = describe(result.node, result.source)
+        self.msg.elements = node_elements(conv, result.node, result.source)
+        self.msg.actions = node_actions(result.node)
+        await self.msg.update()
+
+    async def fail(self, text: str) -> None:
+        if self.preview is not None:
+            await self.preview.remove()
+        self.msg.content = f"{self.run.description}: {text}"
+        await self.msg.update()
+
+
+async def follow_runs(conv: str, runs: list[Run], events: "asyncio.Queue") -> None:
+    """Show every run's progress until all are done; failures become messages."""
+    views = {id(r): RunView(r) for r in runs}
+    for v in views.values():
+        await v.start()
+    pending = {asyncio.wrap_future(r.future): r for r in runs}
+    getter = asyncio.ensure_future(events.get())
+    try:
+        while pending:
+            done, _ = await asyncio.wait(set(pending) | {getter}, return_when=asyncio.FIRST_COMPLETED)
+            if getter in done:
+                run, event = getter.result()
+                await views[id(run)].on_event(event)
+                getter = asyncio.ensure_future(events.get())
+            for fut in done - {getter}:
+                if fut not in pending:
+                    continue
+                run = pending.pop(fut)
+                await _settle(conv, views[id(run)], fut)
+    finally:
+        getter.cancel()
+
+
+async def _settle(conv: str, view: RunView, fut: asyncio.Future) -> None:
+    try:
+        result = fut.result()
+    except (asyncio.CancelledError, Cancelled):
+        await view.fail("stopped. Nothing was saved.")
+    except USER_ERRORS as e:
+        await view.fail(f"⚠️ {e}")
+    else:
+        await view.finish(conv, result)

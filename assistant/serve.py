@@ -1,0 +1,44 @@
+"""`qwen-edit-chat serve`: start the chat on Chainlit's server.
+
+Owns process start-up: the data folder, the sign-in secret (made once and kept
+there), Chainlit's environment, and then Chainlit's own runner on ``assistant/app.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+APP_FILE = Path(__file__).with_name("app.py")
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("serve", help="start the chat at http://HOST:PORT",
+                       description="Start the chat (Chainlit) with the QEC_* settings.")
+    p.add_argument("--host", help="listen address (default QEC_HOST or 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default QEC_PORT or 8000)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .config import get_settings
+    from .runtime import auth_secret
+
+    settings = get_settings()
+    host = args.host or settings.host
+    port = args.port or settings.port
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("CHAINLIT_AUTH_SECRET", auth_secret(settings.data_dir))
+    os.environ["CHAINLIT_HOST"], os.environ["CHAINLIT_PORT"] = host, str(port)
+    # Chainlit reads .chainlit/config.toml, public/ and chainlit.md from the working folder.
+    os.chdir(PROJECT_ROOT)
+    print(f"Qwen Edit Chat on http://{host}:{port}  (backend: {settings.backend_name()}, "
+          f"data: {settings.data_dir.resolve()})", flush=True)
+
+    from chainlit.cli import run_chainlit
+    from chainlit.config import config
+
+    config.run.headless = True
+    run_chainlit(str(APP_FILE))
+    return 0
