@@ -70,6 +70,8 @@ async def _settings_panel(s: ChatSettings) -> None:
     await cl.ChatSettings([
         Select(id="backend", label="Backend", values=backend_names(),
                initial_value=s.backend or rt.backend_name),
+        TextInput(id="model", label="Model (empty = the configured one)",
+                  initial=s.model or "", placeholder=rt.settings.model or "Qwen/Qwen-Image-Edit-2511"),
         Slider(id="steps", label="Steps (0 = the model's default)", min=0, max=60, step=1,
                initial=s.steps or 0),
         Slider(id="guidance", label="Guidance, true CFG (0 = default 4.0)", min=0, max=10, step=0.5,
@@ -92,6 +94,7 @@ async def settings_changed(values: dict) -> None:
         seed_text = ""
     s = ChatSettings(
         backend=values.get("backend") or None,
+        model=str(values.get("model") or "").strip() or None,
         steps=int(values["steps"]) if values.get("steps") else None,
         guidance=float(values["guidance"]) if values.get("guidance") else None,
         seed=int(seed_text) if seed_text else None,

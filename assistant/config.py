@@ -59,12 +59,13 @@ class Settings(BaseSettings):
 
         return self.backend or default_backend_name()
 
-    def backend_settings(self, name: str) -> dict:
-        """Constructor settings for backend ``name`` from this configuration."""
+    def backend_settings(self, name: str, model: Optional[str] = None) -> dict:
+        """Constructor settings for backend ``name`` (and an optional model override)."""
+        model = model or self.model
         if name == "qwen":
             out = {"profile": self.profile}
-            if self.model:
-                out["model"] = self.model
+            if model:
+                out["model"] = model
             if self.revision:
                 out["revision"] = self.revision
             if self.lightning:
@@ -73,8 +74,8 @@ class Settings(BaseSettings):
         if name == "remote":
             out = {"base_url": self.remote_url, "api_key": self.remote_api_key,
                    "timeout": self.remote_timeout}
-            if self.model:
-                out["model"] = self.model
+            if model:
+                out["model"] = model
             return out
         return {}
 

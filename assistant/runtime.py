@@ -57,7 +57,7 @@ def build_runtime(settings: Settings) -> Runtime:
                        blob_dir=settings.resolved_blob_dir)
     queue = JobQueue(workers=settings.workers)
     backends = BackendPool(settings.backend_name(),
-                           lambda name: get_backend(name, **settings.backend_settings(name)))
+                           lambda name, model: get_backend(name, **settings.backend_settings(name, model)))
     service = ChatService(store, backends, queue, job_timeout=settings.job_timeout)
     return Runtime(settings, store, queue, backends, service)
 

@@ -37,6 +37,7 @@ class ChatSettings:
     """Per-conversation choices from the settings panel (None = the model's default)."""
 
     backend: Optional[str] = None
+    model: Optional[str] = None  # None = the backend's configured model
     steps: Optional[int] = None
     guidance: Optional[float] = None
     seed: Optional[int] = None  # None = a new random seed every run
@@ -110,20 +111,25 @@ EventSink = Callable[[Run, RunEvent], None]
 
 
 class BackendPool:
-    """One loaded backend per name, built on first use (loading a model is slow)."""
+    """One loaded backend per (name, model), built on first use (loading is slow).
 
-    def __init__(self, default: str, factory: Callable[[str], Backend]) -> None:
+    A model switch drops the backend loaded before it, so two large models are
+    never held at once.
+    """
+
+    def __init__(self, default: str, factory: Callable[[str, Optional[str]], Backend]) -> None:
         self.default = default
         self._factory = factory
-        self._backends: dict[str, Backend] = {}
+        self._backends: dict[tuple, Backend] = {}
         self._lock = threading.Lock()
 
-    def get(self, name: Optional[str] = None) -> Backend:
-        name = name or self.default
+    def get(self, name: Optional[str] = None, model: Optional[str] = None) -> Backend:
+        key = (name or self.default, model)
         with self._lock:
-            if name not in self._backends:
-                self._backends[name] = self._factory(name)
-            return self._backends[name]
+            if key not in self._backends:
+                self._backends.clear()
+                self._backends[key] = self._factory(*key)
+            return self._backends[key]
 
 
 class ChatService:
@@ -154,6 +160,8 @@ class ChatService:
               ) -> Outcome:
         settings = settings or ChatSettings()
         try:
+            if intent.kind in ("generate", "edit") and intent.text:
+                self._title_if_untitled(conversation_id, intent.text)
             handler = getattr(self, f"_do_{intent.kind}")
             return handler(conversation_id, intent, list(uploads), settings, on_event)
         except USER_ERRORS as e:
@@ -202,7 +210,7 @@ class ChatService:
         request = {"op": "generate", "prompt": intent.text, **self._options(settings)}
         request.update(self._size(settings, None))
         run = self._submit(conv, kind="generate", request=request, inputs=[], parent=None,
-                           instruction=intent.text, backend=settings.backend, on_event=on_event,
+                           instruction=intent.text, settings=settings, on_event=on_event,
                            description="Generating")
         return Outcome(runs=[run])
 
@@ -228,7 +236,7 @@ class ChatService:
         request.update(self._size(settings, base_node))
         run = self._submit(conv, kind="edit", request=request, inputs=inputs,
                            parent=base_node.number, instruction=intent.text,
-                           backend=settings.backend, on_event=on_event,
+                           settings=settings, on_event=on_event,
                            description=f"Editing #{base_node.number}")
         return Outcome(runs=[run])
 
@@ -247,9 +255,14 @@ class ChatService:
             runs.append(self._submit(
                 conv, kind="variation", request=request, inputs=list(source.input_numbers),
                 parent=source.parent_number, instruction=source.instruction,
-                backend=settings.backend, on_event=on_event,
+                settings=settings, on_event=on_event,
                 description=f"Variation {i + 1} of {intent.count} of #{source.number}"))
         return Outcome(runs=runs)
+
+    def _title_if_untitled(self, conv: str, text: str) -> None:
+        if self.store.conversation(conv).title is None:
+            title = " ".join(text.split())
+            self.store.rename_conversation(conv, title if len(title) <= 60 else title[:59] + "…")
 
     # ---- the same operations for buttons and the API ---------------------------------
 
@@ -296,10 +309,12 @@ class ChatService:
         return dict(zip(("width", "height"), megapixel_size(aspect)))
 
     def _submit(self, conv: str, *, kind: str, request: dict, inputs: list[int],
-                parent: Optional[int], instruction: str, backend: Optional[str],
+                parent: Optional[int], instruction: str, settings: ChatSettings,
                 on_event: Optional[EventSink], description: str) -> Run:
-        job = self.store.create_job(conv, kind=kind, request={**request, "inputs": inputs,
-                                                              "parent": parent, "backend": backend})
+        backend = (settings.backend, settings.model)
+        job = self.store.create_job(conv, kind=kind, request={
+            **request, "inputs": inputs, "parent": parent,
+            "backend": settings.backend, "model": settings.model})
         holder: dict = {}
 
         def task(cancel: threading.Event) -> RunResult:
@@ -339,7 +354,7 @@ class ChatService:
 
         try:
             emit(run, RunEvent("started"))
-            be = self.backends.get(backend)
+            be = self.backends.get(*backend)
             images = tuple(self.store.image(self.store.node(conv, n)) for n in inputs)
             opts = {k: request.get(k) for k in ("seed", "steps", "true_cfg_scale",
                                                  "negative_prompt", "width", "height")}

@@ -31,7 +31,7 @@ def world(tmp_path):
     store = Store.open(database_url=f"sqlite:///{tmp_path}/t.db", blob_dir=tmp_path / "blobs")
     backend = GateBackend()
     queue = JobQueue(workers=1)
-    service = ChatService(store, BackendPool("gate", lambda name: backend), queue, job_timeout=30)
+    service = ChatService(store, BackendPool("gate", lambda name, model: backend), queue, job_timeout=30)
     yield store, backend, service
     queue.shutdown()
     store.close()
