@@ -15,6 +15,10 @@ vllm_omni/entrypoints/openai/api_server.py in vllm-project/vllm-omni):
   `seed`, `num_inference_steps`, `true_cfg_scale`, `guidance_scale`,
   `negative_prompt`.
 
+Sizes follow `pipelines.sizes`, as the local backends do: an edit asks the server for
+Picture 1's VAE grid (about 1 MP) unless a size is asked, a generation for the model's
+default size, and the answer is resized back to Picture 1's (or the asked) size.
+
 Limits worth knowing:
 - A remote run cannot be interrupted: `cancel` is checked before sending and after
   the answer arrives, so a cancelled run still costs the server its full time.
@@ -35,6 +39,7 @@ from typing import Any, Optional
 
 from PIL import Image
 
+from . import sizes as size_math
 from .base import (
     MAX_INPUT_IMAGES,
     BackendError,
@@ -58,9 +63,6 @@ DEFAULT_TRUE_CFG_SCALE = 4.0
 DEFAULT_GUIDANCE_SCALE = 1.0
 # True CFG is off without a negative prompt; a single space keeps it on.
 DEFAULT_NEGATIVE_PROMPT = " "
-# The model works at about one megapixel in multiples of 16.
-TARGET_AREA = 1024 * 1024
-MULTIPLE = 16
 
 
 class RemoteBackend:
@@ -92,10 +94,9 @@ class RemoteBackend:
         progress: Optional[ProgressFn] = None,
         cancel: Optional[threading.Event] = None,
     ) -> Result:
-        wanted = _generate_size(request.width, request.height)
-        size = _model_size(wanted, explicit=True) if wanted else None
-        sent = self._common_params(request, size)
-        return self._run("generate", request, sent, wanted, progress, cancel)
+        plan = _plan(size_math.plan_generate, request.width, request.height)
+        sent = self._common_params(request, plan.generate)
+        return self._run("generate", request, sent, plan.output, progress, cancel)
 
     def edit(
         self,
@@ -109,20 +110,20 @@ class RemoteBackend:
                 f"This server takes at most {self.capabilities.max_input_images} images "
                 f"per edit; this one had {len(request.images)}."
             )
-        wanted = _wanted_size(request.images[0].size, request.width, request.height)
-        explicit = request.width is not None or request.height is not None
-        sent = self._common_params(request, _model_size(wanted, explicit=explicit))
-        return self._run("edit", request, sent, wanted, progress, cancel)
+        plan = _plan(size_math.plan_edit, [img.size for img in request.images],
+                     request.width, request.height)
+        sent = self._common_params(request, plan.generate)
+        return self._run("edit", request, sent, plan.output, progress, cancel)
 
     # -- one call ---------------------------------------------------------------
 
-    def _common_params(self, request: Any, size: Optional[tuple[int, int]]) -> dict:
+    def _common_params(self, request: Any, size: tuple[int, int]) -> dict:
         seed = request.seed if request.seed is not None else random.randint(1, 2**32 - 1)
         sent = {
             "model": self.model,
             "n": 1,
             "response_format": "b64_json",
-            "size": f"{size[0]}x{size[1]}" if size else None,
+            "size": f"{size[0]}x{size[1]}",
             "seed": int(seed),
             "num_inference_steps": request.steps or DEFAULT_STEPS,
             "true_cfg_scale": (
@@ -131,8 +132,6 @@ class RemoteBackend:
             "guidance_scale": DEFAULT_GUIDANCE_SCALE,
             "negative_prompt": request.negative_prompt or DEFAULT_NEGATIVE_PROMPT,
         }
-        if sent["size"] is None:
-            del sent["size"]  # the server's default size
         return sent
 
     def _run(self, kind, request, sent, wanted, progress, cancel) -> Result:
@@ -147,7 +146,7 @@ class RemoteBackend:
             raise Cancelled()
         image = self._decode(response)
         server_size = image.size
-        if wanted is not None and image.size != wanted:
+        if image.size != wanted:
             image = image.resize(wanted, Image.LANCZOS)
         if progress:
             progress(1, 1, None)
@@ -174,7 +173,7 @@ class RemoteBackend:
     def _call(self, kind: str, request: Any, sent: dict):
         import openai  # imported here so other backends never pay for it
 
-        fields = {k: sent[k] for k in ("model", "n", "response_format", "size") if k in sent}
+        fields = {k: sent[k] for k in ("model", "n", "response_format", "size")}
         extra = {k: sent[k] for k in ("seed", "num_inference_steps", "true_cfg_scale",
                                        "guidance_scale", "negative_prompt")}
         client = self._get_client()
@@ -313,30 +312,8 @@ def _png_bytes(image: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def _wanted_size(first: tuple[int, int], width: Optional[int], height: Optional[int]) -> tuple[int, int]:
-    """The size to hand back: as asked, else Picture 1's (one side asked keeps its ratio)."""
-    w0, h0 = first
-    if width and height:
-        return width, height
-    if width:
-        return width, max(1, round(width * h0 / w0))
-    if height:
-        return max(1, round(height * w0 / h0)), height
-    return w0, h0
-
-
-def _model_size(wanted: tuple[int, int], *, explicit: bool) -> tuple[int, int]:
-    """The size to ask the model for: multiples of 16; ~1 MP unless a size was asked."""
-    w, h = wanted
-    if not explicit:
-        scale = (TARGET_AREA / (w * h)) ** 0.5
-        w, h = w * scale, h * scale
-    return (max(MULTIPLE, round(w / MULTIPLE) * MULTIPLE),
-            max(MULTIPLE, round(h / MULTIPLE) * MULTIPLE))
-
-
-def _generate_size(width: Optional[int], height: Optional[int]) -> Optional[tuple[int, int]]:
-    """The size asked for a fresh image; one side alone means a square."""
-    if width is None and height is None:
-        return None  # the server's default
-    return width or height, height or width
+def _plan(planner, *args):
+    try:
+        return planner(*args)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from exc
