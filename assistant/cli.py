@@ -215,6 +215,8 @@ def _backend(name: Optional[str], args: argparse.Namespace):
         settings["profile"] = args.profile
     if args.url:
         settings["base_url"] = args.url
+    if name != "remote":
+        _quiet_loading()
     try:
         return pipelines.get_backend(name, **settings)
     except TypeError as exc:
@@ -236,13 +238,18 @@ def load_image(path: str) -> Image.Image:
 
 
 def _run_with_bar(call, request, label):
+    """Run ``call`` with a steps bar on stderr, shown from the first step on."""
     from tqdm import tqdm
 
-    bar = tqdm(desc=label, unit="step", file=sys.stderr, leave=False, dynamic_ncols=True)
+    bar = None
     lock = threading.Lock()
 
     def progress(step: int, total: int, preview) -> None:
+        nonlocal bar
         with lock:
+            if bar is None:
+                bar = tqdm(total=total, desc=label, unit="step", file=sys.stderr,
+                           leave=False, dynamic_ncols=True)
             if bar.total != total:
                 bar.total = total
             bar.update(max(0, step - bar.n))
@@ -250,7 +257,17 @@ def _run_with_bar(call, request, label):
     try:
         return call(request, progress=progress)
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
+
+
+def _quiet_loading() -> None:
+    """Model loading draws its own bars; ours is the one worth watching."""
+    for module in ("diffusers.utils.logging", "transformers.utils.logging"):
+        try:
+            __import__(module, fromlist=["disable_progress_bar"]).disable_progress_bar()
+        except (ImportError, AttributeError):
+            pass
 
 
 def _save_result(result, output: str) -> int:
