@@ -18,7 +18,8 @@ from chainlit.server import app as chainlit_app
 
 from pipelines import backend_names
 
-from assistant import render, routes
+from assistant import render, routes, users
+from assistant.datalayer import HistoryDataLayer
 from assistant.router import COMMANDS, DEFAULT_VARIATIONS, Intent, route
 from assistant.runtime import get_runtime
 from assistant.service import SIZE_CHOICES, USER_ERRORS, ChatSettings
@@ -31,13 +32,25 @@ CONV = "conversation_id"
 # ---- identity and start ---------------------------------------------------------------
 
 
-@cl.header_auth_callback
-async def local_user(headers) -> Optional[cl.User]:
-    """Local mode: one person, signed in without a form."""
-    rt = get_runtime()
-    if rt.settings.mode != "local":
-        return None
-    return cl.User(identifier=rt.settings.local_user, metadata={"provider": "local"})
+@cl.data_layer
+def data_layer() -> HistoryDataLayer:
+    return HistoryDataLayer(get_runtime().store)
+
+
+if get_runtime().settings.mode == "local":
+
+    @cl.header_auth_callback
+    async def local_user(headers) -> Optional[cl.User]:
+        """Local mode: one person, signed in without a form."""
+        return cl.User(identifier=get_runtime().settings.local_user, metadata={"provider": "local"})
+
+else:
+
+    @cl.password_auth_callback
+    async def password_user(username: str, password: str) -> Optional[cl.User]:
+        """Multi-user mode: users added with `qwen-edit-chat users add NAME`."""
+        ok = await cl.make_async(users.verify)(get_runtime().store.engine, username, password)
+        return cl.User(identifier=username, metadata={"provider": "password"}) if ok else None
 
 
 @cl.set_starters
@@ -52,17 +65,32 @@ async def starters(user=None, language=None):
 @cl.on_chat_start
 async def start() -> None:
     rt = get_runtime()
-    user = cl.user_session.get("user")
-    owner = user.identifier if user else rt.settings.local_user
-    conv = await cl.make_async(rt.store.create_conversation)(owner=owner)
-    cl.user_session.set(CONV, conv.id)
-    cl.user_session.set("settings", ChatSettings())
-    await _settings_panel(ChatSettings())
+    # The conversation shares the thread's id, so the sidebar and resume find it.
+    conv = await cl.make_async(rt.store.ensure_conversation)(cl.context.session.thread_id, owner=_owner())
+    await _open(conv.id, ChatSettings())
+    if rt.notice:
+        await render.send_text(rt.notice)
+
+
+@cl.on_chat_resume
+async def resume(thread: dict) -> None:
+    rt = get_runtime()
+    conv = await cl.make_async(rt.store.conversation)(thread["id"], owner=_owner())
+    await _open(conv.id, ChatSettings.from_dict(conv.settings))
+
+
+async def _open(conv_id: str, settings: ChatSettings) -> None:
+    cl.user_session.set(CONV, conv_id)
+    cl.user_session.set("settings", settings)
+    await _settings_panel(settings)
     await cl.context.emitter.set_commands([
         {"id": name, "description": usage.split(" - ", 1)[1], "icon": "terminal", "button": False}
         for name, usage in COMMANDS.items()])
-    if rt.notice:
-        await render.send_text(rt.notice)
+
+
+def _owner() -> str:
+    user = cl.user_session.get("user")
+    return user.identifier if user else get_runtime().settings.local_user
 
 
 async def _settings_panel(s: ChatSettings) -> None:

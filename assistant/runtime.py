@@ -12,10 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from sqlmodel import SQLModel
+
 from pipelines import get_backend
 from sessions import Store
 
 from .config import Settings, get_settings
+from . import tables  # noqa: F401  (registers the chat's tables)
 from .queue import JobQueue
 from .service import BackendPool, ChatService
 
@@ -55,6 +58,7 @@ def build_runtime(settings: Settings) -> Runtime:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = Store.open(database_url=settings.resolved_database_url,
                        blob_dir=settings.resolved_blob_dir)
+    SQLModel.metadata.create_all(store.engine)  # the chat's own tables (assistant.tables)
     queue = JobQueue(workers=settings.workers)
     backends = BackendPool(settings.backend_name(),
                            lambda name, model: get_backend(name, **settings.backend_settings(name, model)))

@@ -37,6 +37,8 @@ class ConversationRow(SQLModel, table=True):
     next_number: int = 1  # numbers are never reused, even if a node were removed
     version: int = 0  # bumped by every head move: the compare-and-swap token
     settings: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))
+    # Free-form metadata of whoever shows the conversation (the chat UI keeps its own here).
+    meta: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow, index=True)
 
@@ -98,6 +100,7 @@ class Conversation:
     updated_at: datetime
     settings: dict = field(default_factory=dict)
     redo_path: tuple = ()
+    meta: dict = field(default_factory=dict)
 
     @classmethod
     def from_row(cls, row: ConversationRow) -> "Conversation":
@@ -106,6 +109,7 @@ class Conversation:
             created_at=row.created_at, updated_at=row.updated_at,
             settings=json.loads(row.settings or "{}"),
             redo_path=tuple(json.loads(row.redo_path or "[]")),
+            meta=json.loads(row.meta or "{}"),
         )
 
 

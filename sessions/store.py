@@ -16,6 +16,7 @@ from typing import Iterable, Optional, Union
 
 from PIL import Image
 from sqlalchemy import delete, func, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from . import db, export
@@ -75,6 +76,21 @@ class Store:
             s.flush()
             return Conversation.from_row(row)
 
+    def ensure_conversation(self, conversation_id: str, *, owner: str,
+                            title: Optional[str] = None) -> Conversation:
+        """The conversation with this id, created for ``owner`` if missing.
+
+        Someone else's conversation under that id is reported as missing.
+        """
+        try:
+            return self.conversation(conversation_id, owner=owner)
+        except NotFound:
+            pass
+        try:
+            return self.create_conversation(owner=owner, title=title, id=conversation_id)
+        except IntegrityError:  # created meanwhile, or taken by another owner
+            return self.conversation(conversation_id, owner=owner)
+
     def conversation(self, conversation_id: str, *, owner: Optional[str] = None) -> Conversation:
         """The conversation; with ``owner``, someone else's is reported as missing."""
         with db.read_session(self.engine) as s:
@@ -102,6 +118,15 @@ class Store:
         with db.write_session(self.engine) as s:
             row = self._conv(s, conversation_id)
             row.settings = json.dumps(settings, sort_keys=True)
+            s.add(row)
+            s.flush()
+            return Conversation.from_row(row)
+
+    def update_meta(self, conversation_id: str, meta: dict) -> Conversation:
+        """Merge ``meta`` into the conversation's free-form metadata."""
+        with db.write_session(self.engine) as s:
+            row = self._conv(s, conversation_id)
+            row.meta = json.dumps({**json.loads(row.meta or "{}"), **meta}, sort_keys=True, default=str)
             s.add(row)
             s.flush()
             return Conversation.from_row(row)

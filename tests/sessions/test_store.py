@@ -278,3 +278,18 @@ def test_rename_and_settings(store):
     assert store.rename_conversation(conv, "Rainy street").title == "Rainy street"
     assert store.update_settings(conv, {"steps": 8}).settings == {"steps": 8}
     assert store.conversation(conv).settings == {"steps": 8}
+
+
+def test_ensure_conversation_is_idempotent_and_owner_checked(store):
+    a = store.ensure_conversation("thread-1", owner="ann", title="first")
+    b = store.ensure_conversation("thread-1", owner="ann")
+    assert a.id == b.id == "thread-1" and b.title == "first"
+    with pytest.raises(NotFound):
+        store.ensure_conversation("thread-1", owner="bob")
+    assert store.conversation("thread-1").owner == "ann"
+
+
+def test_meta_merges(store):
+    conv = store.create_conversation(owner="ann").id
+    store.update_meta(conv, {"a": 1})
+    assert store.update_meta(conv, {"b": 2}).meta == {"a": 1, "b": 2}
