@@ -29,8 +29,10 @@ chromium:
 run: $(STAMP)
 	$(BIN)/python -m assistant serve --host $(HOST) --port $(PORT)
 
+# The store's contract tests also run on a throwaway PostgreSQL when one can start.
 test: $(STAMP) chromium
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	QEC_TEST_POSTGRES_URL="$${QEC_TEST_POSTGRES_URL:-$$(bash tests/support/start_postgres.sh)}" \
+	  $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/backends.py

@@ -8,9 +8,7 @@ import pytest
 
 from sessions import Store
 
-BACKENDS = ["sqlite-memory", "sqlite-file"]
-if os.environ.get("QEC_TEST_POSTGRES_URL"):
-    BACKENDS.append("postgres")
+BACKENDS = ["sqlite-memory", "sqlite-file", "postgres"]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -20,6 +18,8 @@ def store(request, tmp_path):
     elif request.param == "sqlite-file":
         url = f"sqlite:///{tmp_path}/history.db"
     else:
+        if not os.environ.get("QEC_TEST_POSTGRES_URL"):
+            pytest.skip("no PostgreSQL here: `make test` starts one via tests/support/start_postgres.sh")
         url = _fresh_postgres(os.environ["QEC_TEST_POSTGRES_URL"])
     s = Store.open(database_url=url, blob_dir=tmp_path / "blobs")
     yield s
@@ -27,7 +27,6 @@ def store(request, tmp_path):
 
 
 def _fresh_postgres(url: str) -> str:
-    from sqlalchemy import text
     from sqlmodel import SQLModel, create_engine
 
     import sessions.models  # noqa: F401
