@@ -85,12 +85,7 @@ class Recorder:
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    return get_backend("tiny")
-
-
-@pytest.fixture(scope="module")
-def recorder(tiny):
+def recorder(tiny):  # `tiny`: the shared session backend from conftest.py
     return Recorder(tiny)
 
 
