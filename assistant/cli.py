@@ -27,7 +27,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 import pipelines
 from pipelines import BackendError, EditRequest, GenerateRequest
 
-from . import serve
+from . import serve, users
 
 PROG = "qwen-edit-chat"
 HISTORY_FORMAT = "qwen-edit-chat/history"
@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backend_options(replay)
 
     serve.add_parser(sub)
+    users.add_parser(sub)
     return parser
 
 
@@ -184,6 +185,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "edit": cmd_edit,
     "replay": cmd_replay,
     "serve": serve.run,
+    "users": users.run,
 }
 
 

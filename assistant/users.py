@@ -90,3 +90,57 @@ def verify(engine, name: str, password: str) -> bool:
 
 
 _DUMMY = hash_password(secrets.token_hex(8))
+
+
+# ---- `qwen-edit-chat users ...` ----------------------------------------------------------
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("users", help="manage sign-in accounts for the multi-user mode",
+                       description="Accounts for QEC_MODE=multi, stored in the app's database.")
+    actions = p.add_subparsers(dest="users_command", metavar="ACTION", required=True)
+    add = actions.add_parser("add", help="add a user (asks for the password)")
+    add.add_argument("name")
+    add.add_argument("--password-stdin", action="store_true",
+                     help="read the password from standard input instead of asking")
+    actions.add_parser("list", help="list users")
+    rm = actions.add_parser("remove", help="remove a user (their conversations stay)")
+    rm.add_argument("name")
+
+
+def run(args) -> int:
+    import getpass
+    import sys
+
+    from sqlmodel import SQLModel
+
+    from sessions import Store
+
+    from .config import get_settings
+
+    settings = get_settings()
+    store = Store.open(database_url=settings.resolved_database_url, blob_dir=settings.resolved_blob_dir)
+    SQLModel.metadata.create_all(store.engine)
+    try:
+        if args.users_command == "list":
+            for name in list_users(store.engine):
+                print(name)
+            return 0
+        if args.users_command == "remove":
+            remove_user(store.engine, args.name)
+            print(f"removed {args.name}")
+            return 0
+        if args.password_stdin:
+            password = sys.stdin.readline().rstrip("\n")
+        else:
+            password = getpass.getpass(f"Password for {args.name}: ")
+            if getpass.getpass("Again: ") != password:
+                raise UserError("The two passwords differ; nothing was changed.")
+        add_user(store.engine, args.name, password)
+        print(f"added {args.name}")
+        return 0
+    except UserError as e:
+        print(f"qwen-edit-chat: {e}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
