@@ -1,0 +1,55 @@
+"""The ``tiny`` backend: the ``qwen`` code path on a tiny random model, on the CPU.
+
+Owns the tiny backend's defaults (float32 on the CPU, few steps, small working
+sizes) and building the model folder on first use. Everything else (loading through
+``from_pretrained``, sizes, previews, cancel, seeds) is ``QwenBackend``'s, so tests
+and GPU-less machines exercise the real code. Knows nothing of the UI.
+
+Its pictures are noise from an untrained model; ``Result.info["note"]`` says so.
+Results still come back at the sizes the real model would return.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from .qwen import QwenBackend
+from .tiny_model import default_tiny_model_dir, ensure_tiny_model
+
+TINY_STEPS = 4
+# The tiny VAE still costs seconds per megapixel on a CPU, so the tiny backend works
+# at about 256x256 and resizes the result to the size the real model would return.
+TINY_AREA = 256 * 256
+TINY_NOTE = "Test backend: random noise from an untrained tiny model, not a real edit."
+
+
+class TinyBackend(QwenBackend):
+    name = "tiny"
+    note = TINY_NOTE
+
+    def __init__(self, model_dir: Optional[str] = None, **settings):
+        model = settings.pop("model", None)
+        if not model_dir and model not in (None, "", "tiny"):
+            model_dir = model  # a tiny model folder given as the generic `model` setting
+        self.model_dir = Path(model_dir).expanduser() if model_dir else default_tiny_model_dir()
+        defaults = dict(
+            dtype="float32",
+            device="cpu",
+            profile="full",
+            t2i_model=None,  # text-to-image shares the tiny edit transformer
+            steps=TINY_STEPS,
+            t2i_steps=TINY_STEPS,
+            vae_area=TINY_AREA,
+            output_area=TINY_AREA,
+            max_output_area=TINY_AREA,
+            # The tiny model's ops are too small to gain from more threads, and
+            # spinning OpenMP workers make it several times slower on a busy CPU.
+            cpu_threads=1,
+        )
+        defaults.update(settings)
+        super().__init__(model=str(self.model_dir), **defaults)
+
+    def _load_edit_pipeline(self):
+        ensure_tiny_model(self.model_dir)
+        return super()._load_edit_pipeline()
