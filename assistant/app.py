@@ -18,13 +18,14 @@ from chainlit.server import app as chainlit_app
 
 from pipelines import backend_names
 
-from assistant import render, routes, users
+from assistant import api, render, routes, users
 from assistant.datalayer import HistoryDataLayer
 from assistant.router import COMMANDS, DEFAULT_VARIATIONS, Intent, route
 from assistant.runtime import get_runtime
 from assistant.service import SIZE_CHOICES, USER_ERRORS, ChatSettings
 
 routes.install(chainlit_app)
+api.install(chainlit_app)  # the HTTP API at /api/v1
 
 CONV = "conversation_id"
 
@@ -77,6 +78,12 @@ async def resume(thread: dict) -> None:
     rt = get_runtime()
     conv = await cl.make_async(rt.store.conversation)(thread["id"], owner=_owner())
     await _open(conv.id, ChatSettings.from_dict(conv.settings))
+    runs = rt.service.active_runs(conv.id)
+    if runs:  # still working on something asked before the tab closed: show it here too
+        sink, events = _listener()
+        for run in runs:
+            run.listen(sink)
+        await render.follow_runs(conv.id, runs, events)
 
 
 async def _open(conv_id: str, settings: ChatSettings) -> None:
@@ -200,12 +207,7 @@ async def handle(intent: Intent, uploads=()) -> None:
     """The one path for typed commands and buttons: apply, then render."""
     rt = get_runtime()
     conv = _conv()
-    loop = asyncio.get_running_loop()
-    events: asyncio.Queue = asyncio.Queue()
-
-    def on_event(run, event) -> None:  # called on a worker thread
-        loop.call_soon_threadsafe(events.put_nowait, (run, event))
-
+    on_event, events = _listener()
     outcome = await cl.make_async(rt.service.apply)(conv, intent, uploads=list(uploads),
                                                     settings=_settings(), on_event=on_event)
     if outcome.is_error:
@@ -220,6 +222,17 @@ async def handle(intent: Intent, uploads=()) -> None:
         await render.send_text(outcome.message)
     if outcome.runs:
         await render.follow_runs(conv, outcome.runs, events)
+
+
+def _listener():
+    """A progress sink for worker threads and the queue this handler reads it from."""
+    loop = asyncio.get_running_loop()
+    events: asyncio.Queue = asyncio.Queue()
+
+    def on_event(run, event) -> None:  # called on a worker thread
+        loop.call_soon_threadsafe(events.put_nowait, (run, event))
+
+    return on_event, events
 
 
 def _conv() -> str:

@@ -81,6 +81,20 @@ class Run:
     description: str
     source_number: Optional[int]
     ahead: int = 0  # jobs that will start before this one, when it was queued
+    # Who hears progress: the tab that asked, and any tab that reopens the conversation.
+    listeners: list = field(default_factory=list)
+    last_event: Optional[RunEvent] = None
+
+    def listen(self, sink: EventSink) -> None:
+        self.listeners.append(sink)
+
+    def emit(self, event: RunEvent) -> None:
+        self.last_event = event
+        for sink in list(self.listeners):
+            try:
+                sink(self, event)
+            except Exception:  # a closed tab must not break the job
+                self.listeners.remove(sink)
 
     @property
     def future(self) -> Future:
@@ -320,10 +334,12 @@ class ChatService:
         def task(cancel: threading.Event) -> RunResult:
             return self._execute(holder["run"], conv, kind=kind, request=request, inputs=inputs,
                                  parent=parent, instruction=instruction, backend=backend,
-                                 cancel=cancel, on_event=on_event)
+                                 cancel=cancel)
 
         ticket = self.queue.submit(conv, task, label=description)
         run = Run(job=job, ticket=ticket, description=description, source_number=parent)
+        if on_event is not None:
+            run.listen(on_event)
         holder["run"] = run
         run.ahead = self.queue.position(ticket)
         with self._lock:
@@ -332,7 +348,7 @@ class ChatService:
         return run
 
     def _execute(self, run: Run, conv: str, *, kind, request, inputs, parent, instruction,
-                 backend, cancel: threading.Event, on_event) -> RunResult:
+                 backend, cancel: threading.Event) -> RunResult:
         job_id = run.job.id
         self.store.start_job(job_id)
         timed_out = threading.Event()
@@ -345,15 +361,14 @@ class ChatService:
         timer.daemon = True
         timer.start()
         started = time.monotonic()
-        emit = on_event or (lambda r, e: None)
 
         def progress(step: int, total: int, preview) -> None:
             elapsed = time.monotonic() - started
             eta = elapsed / step * (total - step) if step else None
-            emit(run, RunEvent("progress", step, total, preview, eta))
+            run.emit(RunEvent("progress", step, total, preview, eta))
 
         try:
-            emit(run, RunEvent("started"))
+            run.emit(RunEvent("started"))
             be = self.backends.get(*backend)
             images = tuple(self.store.image(self.store.node(conv, n)) for n in inputs)
             opts = {k: request.get(k) for k in ("seed", "steps", "true_cfg_scale",
