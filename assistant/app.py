@@ -78,6 +78,8 @@ async def resume(thread: dict) -> None:
     rt = get_runtime()
     conv = await cl.make_async(rt.store.conversation)(thread["id"], owner=_owner())
     await _open(conv.id, ChatSettings.from_dict(conv.settings))
+    for job in await cl.make_async(rt.service.interrupted_jobs)(conv.id):
+        await render.send_interrupted(job)
     runs = rt.service.active_runs(conv.id)
     if runs:  # still working on something asked before the tab closed: show it here too
         sink, events = _listener()
@@ -198,6 +200,17 @@ async def export_button(action: cl.Action) -> None:
         await handle(Intent("export", base=number, fmt=action.payload.get("fmt") or "png"))
 
 
+@cl.action_callback("retry")
+async def retry_button(action: cl.Action) -> None:
+    job_id = (action.payload or {}).get("job")
+    if not isinstance(job_id, str):
+        return
+    rt = get_runtime()
+    on_event, events = _listener()
+    outcome = await cl.make_async(rt.service.retry)(_conv(), job_id, on_event=on_event)
+    await render.show(_conv(), outcome, rt.store, events)
+
+
 @cl.on_stop
 async def stop() -> None:
     get_runtime().service.cancel(_conv())
@@ -210,18 +223,7 @@ async def handle(intent: Intent, uploads=()) -> None:
     on_event, events = _listener()
     outcome = await cl.make_async(rt.service.apply)(conv, intent, uploads=list(uploads),
                                                     settings=_settings(), on_event=on_event)
-    if outcome.is_error:
-        await render.send_text(outcome.message, error=True)
-    elif outcome.export:
-        await render.send_export(outcome)
-    elif outcome.show_history:
-        await render.send_history(conv, rt.store)
-    elif outcome.node is not None:
-        await render.send_node(conv, outcome.node, rt.store, outcome.message)
-    elif outcome.message:
-        await render.send_text(outcome.message)
-    if outcome.runs:
-        await render.follow_runs(conv, outcome.runs, events)
+    await render.show(conv, outcome, rt.store, events)
 
 
 def _listener():

@@ -24,6 +24,22 @@ from .service import USER_ERRORS, Outcome, Run, RunEvent, RunResult
 PREVIEW_EVERY_S = 0.4  # at most this often, so a fast model does not flood the socket
 
 
+async def show(conv: str, outcome: Outcome, store: Store, events: "asyncio.Queue") -> None:
+    """Render whatever the service did, then follow any image jobs it started."""
+    if outcome.is_error:
+        await send_text(outcome.message, error=True)
+    elif outcome.export:
+        await send_export(outcome)
+    elif outcome.show_history:
+        await send_history(conv, store)
+    elif outcome.node is not None:
+        await send_node(conv, outcome.node, store, outcome.message)
+    elif outcome.message:
+        await send_text(outcome.message)
+    if outcome.runs:
+        await follow_runs(conv, outcome.runs, events)
+
+
 def describe(node: Node, source: Optional[Node] = None) -> str:
     """"#4 - edit of #3 - seed 1234 - 11.2 s" for a node."""
     parts = [f"**#{node.number}**"]
@@ -83,6 +99,14 @@ async def send_node(conv: str, node: Node, store: Store, text: str = "") -> cl.M
 
 async def send_text(text: str, *, error: bool = False) -> None:
     await cl.Message(content=("⚠️ " + text) if error else text).send()
+
+
+async def send_interrupted(job) -> None:
+    what = job.request.get("prompt") or job.kind
+    await cl.Message(
+        content=f"⚠️ The server stopped while working on “{what}”, so no image was made.",
+        actions=[cl.Action(name="retry", payload={"job": job.id}, label="Try again", icon="rotate-ccw")],
+    ).send()
 
 
 async def send_export(outcome: Outcome) -> None:

@@ -22,6 +22,7 @@ from PIL import Image
 from pipelines import BackendError, Cancelled, EditRequest, GenerateRequest
 from pipelines.base import MAX_INPUT_IMAGES, Backend
 from sessions import HistoryError, Job, Node, Store
+from sessions.store import CRASH_REASON
 
 from .queue import JobQueue, Ticket
 from .router import COMMANDS, Intent
@@ -292,6 +293,34 @@ class ChatService:
         if mime is None:
             raise HistoryError(f"Cannot export as {fmt!r}; choose png, jpeg, webp or history.")
         return Export(f"{title}-{node.number}.{ext}", self.store.export_image(conv, node.number, fmt), mime)
+
+    def retry(self, conv: str, job_id: str, *, settings: Optional[ChatSettings] = None,
+              on_event: Optional[EventSink] = None) -> Outcome:
+        """Run a failed or stopped job again with the same request (and seed, if one was set)."""
+        try:
+            job = self.store.job(job_id)
+            if job.conversation_id != conv:
+                raise HistoryError("There is no such job in this conversation.")
+            if job.status not in ("failed", "cancelled"):
+                raise HistoryError(f"That job is {job.status}; only failed or stopped ones can be retried.")
+            recorded = dict(job.request)
+            inputs, parent = recorded.pop("inputs", []), recorded.pop("parent", None)
+            chosen = ChatSettings(backend=recorded.pop("backend", None), model=recorded.pop("model", None))
+            run = self._submit(conv, kind=job.kind, request=recorded, inputs=list(inputs), parent=parent,
+                               instruction=recorded.get("prompt", ""), settings=chosen,
+                               on_event=on_event, description="Trying again")
+            return Outcome(runs=[run])
+        except USER_ERRORS as e:
+            return Outcome(message=str(e), is_error=True)
+
+    def interrupted_jobs(self, conv: str) -> list[Job]:
+        """Jobs a server stop cut short that nobody has been told about yet; marks them told."""
+        told = set(self.store.conversation(conv).meta.get("crash_reported", []))
+        jobs = [j for j in self.store.jobs(conv, status="failed")
+                if j.error == CRASH_REASON and j.id not in told]
+        if jobs:
+            self.store.update_meta(conv, {"crash_reported": sorted(told | {j.id for j in jobs})})
+        return jobs
 
     def cancel(self, conversation_id: str) -> int:
         """Stop every queued or running job of the conversation; returns how many."""

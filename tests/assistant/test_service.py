@@ -242,3 +242,32 @@ def test_timeout_stops_the_job(world):
         run.wait(10)
     assert store.job(run.job.id).status == "failed"
     assert store.nodes(conv) == []
+
+
+def test_job_cut_short_by_a_restart_is_reported_once_and_retried(tmp_path):
+    url, blobs = f"sqlite:///{tmp_path}/r.db", tmp_path / "blobs"
+    store = Store.open(database_url=url, blob_dir=blobs)
+    conv = store.create_conversation(owner="ann").id
+    job = store.create_job(conv, kind="generate", request={
+        "op": "generate", "prompt": "a fox", "seed": 5, "steps": None, "true_cfg_scale": None,
+        "negative_prompt": None, "width": None, "height": None, "inputs": [], "parent": None,
+        "backend": None, "model": None})
+    store.start_job(job.id)
+    store.close()  # the server dies mid-run
+
+    store = Store.open(database_url=url, blob_dir=blobs)
+    backend, queue = GateBackend(), JobQueue(workers=1)
+    service = ChatService(store, BackendPool("gate", lambda n, m: backend), queue)
+    try:
+        assert [j.id for j in service.interrupted_jobs(conv)] == [job.id]
+        assert service.interrupted_jobs(conv) == []  # told once
+        out = service.retry(conv, job.id)
+        res = out.runs[0].wait(10)
+        assert res.node.number == 1 and res.node.params["seed"] == 5 and res.node.prompt == "a fox"
+        again = service.retry(conv, out.runs[0].job.id)
+        assert again.is_error and "succeeded" in again.message
+        other = store.create_conversation(owner="ann").id
+        assert service.retry(other, job.id).is_error
+    finally:
+        queue.shutdown()
+        store.close()
