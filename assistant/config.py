@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     revision: Optional[str] = None
     profile: str = Field("full", description="qwen memory profile: full, model-offload, group-offload, fp8, nf4.")
     lightning: Optional[int] = Field(None, description="Lightning LoRA steps (4 or 8) for the qwen backend.")
+    attention: Optional[str] = Field(None, description="diffusers attention backend, e.g. flash or sage.")
+    t2i_mode: Literal["pipeline", "canvas"] = Field(
+        "pipeline", description="Text-to-image with Qwen-Image (pipeline) or the edit model on a blank canvas.")
     remote_url: str = Field("http://127.0.0.1:8091/v1", description="OpenAI-compatible images API base URL.")
     remote_api_key: str = "EMPTY"
     remote_timeout: float = 600.0
@@ -70,6 +73,9 @@ class Settings(BaseSettings):
                 out["revision"] = self.revision
             if self.lightning:
                 out["lightning"] = self.lightning
+            if self.attention:
+                out["attention"] = self.attention
+            out["t2i_mode"] = self.t2i_mode
             return out
         if name == "remote":
             out = {"base_url": self.remote_url, "api_key": self.remote_api_key,

@@ -1,0 +1,38 @@
+"""Settings: QEC_* variables and .env, defaults that need nothing set."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from assistant.config import Settings
+
+
+def test_defaults_need_nothing(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    s = Settings()
+    assert s.data_dir == tmp_path / "data"  # made absolute at once
+    assert s.resolved_database_url == f"sqlite:///{tmp_path}/data/qec.db"
+    assert s.resolved_blob_dir == tmp_path / "data" / "blobs"
+    assert (s.mode, s.host, s.port, s.workers) == ("local", "127.0.0.1", 8000, 1)
+
+
+def test_prefixed_environment_and_dotenv(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("QEC_PORT=9001\nQEC_MODE=multi\n")
+    monkeypatch.setenv("QEC_DATABASE_URL", "postgresql+psycopg://u@db/qec")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://ignored")  # Chainlit's name is not ours
+    monkeypatch.setenv("QEC_BACKEND", "remote")
+    monkeypatch.setenv("QEC_MODEL", "Qwen/Qwen-Image-Edit-2509")
+    s = Settings()
+    assert (s.port, s.mode, s.resolved_database_url) == (9001, "multi", "postgresql+psycopg://u@db/qec")
+    assert s.backend_name() == "remote"
+    assert s.backend_settings("remote")["model"] == "Qwen/Qwen-Image-Edit-2509"
+    assert s.backend_settings("qwen", "local/folder")["model"] == "local/folder"
+    assert s.backend_settings("tiny") == {}
+
+
+def test_bad_values_are_refused(monkeypatch):
+    monkeypatch.setenv("QEC_MODE", "everyone")
+    with pytest.raises(ValidationError):
+        Settings()
