@@ -15,8 +15,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-# latent channel -> (R, G, B), fitted on the normalised Wan 2.1 latents the
-# denoiser works in (ComfyUI's Wan21 latent format uses the same numbers).
+# latent channel -> (R, G, B) for the Wan 2.1 VAE that Qwen-Image uses: ComfyUI's
+# Wan21 preview factors, which apply to the normalised latents a sampler works in.
 _WAN21_RGB = np.array(
     [
         [-0.1299, -0.1692, 0.2932],
@@ -71,19 +71,36 @@ class LatentPreviewer:
 
     def __call__(self, packed, width: int, height: int) -> Image.Image:
         """``packed``: ``(1, (H/16)*(W/16), C*4)`` normalised latents for a W x H image."""
-        latents = unpack(packed, width, height, self.vae_scale_factor)  # (C, h, w) normalised
-        real = latents * self.std[:, None, None] + self.mean[:, None, None]
-        rgb = np.tensordot(real, self.matrix, axes=([0], [0])) + self.bias  # (h, w, 3)
-        pixels = np.clip((rgb + 1.0) * 127.5, 0, 255).astype(np.uint8)
-        return Image.fromarray(pixels, "RGB")
+        import torch
+
+        h, w = _latent_size(width, height, self.vae_scale_factor)
+        with torch.no_grad():
+            x = packed.detach()[0].float()
+            channels = x.shape[-1] // 4
+            x = x.view(-1, channels, 4)  # per 2x2 patch: (patch, channel, sub-pixel)
+            matrix, bias, mean, std = (
+                torch.from_numpy(a).to(x.device)
+                for a in (self.matrix, self.bias, self.mean, self.std)
+            )
+            real = x * std[None, :, None] + mean[None, :, None]
+            # Mixing 16 channels down to 3 before unpacking keeps the copies small,
+            # and only h x w x 3 bytes leave the GPU.
+            rgb = torch.einsum("nck,cr->nkr", real, matrix) + bias
+            rgb = ((rgb + 1.0) * 127.5).clamp(0, 255).to(torch.uint8).cpu().numpy()
+        pixels = rgb.reshape(h // 2, w // 2, 2, 2, 3).transpose(0, 2, 1, 3, 4).reshape(h, w, 3)
+        return Image.fromarray(np.ascontiguousarray(pixels), "RGB")
 
 
-def unpack(packed, width: int, height: int, vae_scale_factor: int = 8) -> np.ndarray:
-    """Undo the pipeline's 2x2 packing: ``(1, N, C*4)`` -> ``(C, H/8, W/8)`` float32."""
-    array = packed.detach()[0].float().cpu().numpy() if hasattr(packed, "detach") else np.asarray(packed)[0]
-    h = 2 * (int(height) // (vae_scale_factor * 2))
-    w = 2 * (int(width) // (vae_scale_factor * 2))
+def unpack(packed, width: int, height: int, vae_scale_factor: int = 8):
+    """Undo the pipeline's 2x2 packing: ``(1, N, C*4)`` -> ``(C, H/8, W/8)`` float32 tensor."""
+    h, w = _latent_size(width, height, vae_scale_factor)
+    array = packed.detach()[0].float()
     channels = array.shape[-1] // 4
     # packed index order is (h/2, w/2, C, 2, 2), as in QwenImagePipeline._pack_latents
     grid = array.reshape(h // 2, w // 2, channels, 2, 2)
-    return grid.transpose(2, 0, 3, 1, 4).reshape(channels, h, w)
+    return grid.permute(2, 0, 3, 1, 4).reshape(channels, h, w)
+
+
+def _latent_size(width: int, height: int, vae_scale_factor: int):
+    return (2 * (int(height) // (vae_scale_factor * 2)),
+            2 * (int(width) // (vae_scale_factor * 2)))

@@ -124,7 +124,7 @@ class QwenBackend:
         vae_area: int = size_math.VAE_AREA,
         condition_area: int = size_math.CONDITION_AREA,
         output_area: Optional[int] = None,
-        max_output_area: Optional[int] = None,
+        max_output_area: Optional[int] = size_math.MAX_OUTPUT_AREA,
         t2i_size: Sequence[int] = size_math.T2I_DEFAULT_SIZE,
         preview_every: Optional[int] = None,
         cpu_threads: Optional[int] = None,

@@ -24,6 +24,10 @@ OUTPUT_MULTIPLE = 16  # VAE 8x times the transformer's 2x2 patches
 VAE_MULTIPLE = 32
 MAX_ASPECT = 100  # the vision encoder fails past 1:200; keep well inside it
 
+# Past about 2 MP Qwen-Image's pictures get worse and memory climbs steeply: larger
+# requests are generated at this area and resized to the size asked for.
+MAX_OUTPUT_AREA = 2048 * 1024
+
 # Qwen-Image's recommended text-to-image size (its model card's 1:1 entry).
 T2I_DEFAULT_SIZE: Size = (1328, 1328)
 

@@ -24,8 +24,8 @@ def test_unpack_undoes_the_pipeline_packing():
     latents, packed = packed_latents(96, 64)
     ours = unpack(packed, 96, 64)
     theirs = QwenImageEditPlusPipeline._unpack_latents(packed, 64, 96, 8)[:, :, 0]
-    assert np.array_equal(ours, theirs[0].numpy())
-    assert np.array_equal(ours, latents[0].numpy())
+    assert torch.equal(ours, theirs[0])
+    assert torch.equal(ours, latents[0])
 
 
 def test_preview_is_a_small_rgb_picture_at_latent_resolution():
@@ -63,3 +63,16 @@ def unpack_to_packed(latents):
 
     _, c, h, w = latents.shape
     return QwenImageEditPlusPipeline._pack_latents(latents, 1, c, h, w)
+
+
+def test_preview_equals_the_map_applied_pixel_by_pixel():
+    mean, std = np.linspace(-1, 1, 16), np.linspace(0.5, 3, 16)
+    previewer = LatentPreviewer(mean, std)
+    _, packed = packed_latents(160, 96, seed=7)
+    normalised = unpack(packed, 160, 96).numpy()  # (C, h, w)
+    real = normalised * std[:, None, None] + mean[:, None, None]
+    rgb = np.tensordot(real, previewer.matrix, axes=([0], [0])) + previewer.bias
+    expected = np.clip((rgb + 1) * 127.5, 0, 255).astype(np.uint8)
+    got = np.asarray(previewer(packed, 160, 96))
+    assert got.shape == (12, 20, 3)
+    assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1

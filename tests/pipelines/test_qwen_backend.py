@@ -43,6 +43,7 @@ def test_defaults_follow_the_model_cards(monkeypatch):
     assert (backend.edit_steps, backend.t2i_steps, backend.true_cfg_scale) == (40, 50, 4.0)
     assert backend.torch_dtype == torch.float32  # on the CPU; bfloat16 on CUDA
     assert backend.t2i_size == (1328, 1328)
+    assert backend.max_output_area == 2048 * 1024  # bigger requests are generated at ~2 MP
     monkeypatch.setenv("QEC_MODEL", "/models/edit-2509")
     assert QwenBackend(device="cpu").model == "/models/edit-2509"
 
