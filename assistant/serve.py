@@ -36,9 +36,17 @@ def run(args: argparse.Namespace) -> int:
     print(f"Qwen Edit Chat on http://{host}:{port}  (backend: {settings.backend_name()}, "
           f"data: {settings.data_dir.resolve()})", flush=True)
 
+    import chainlit.config as chainlit_config
+    import chainlit.server as chainlit_server
     from chainlit.cli import run_chainlit
     from chainlit.config import config
 
+    # Chainlit keeps uploads in <working folder>/.files and deletes that whole folder
+    # when a server stops, which would pull the uploads from under any other server
+    # started from this checkout (a test run beside `make run`): keep ours apart.
+    files_dir = settings.data_dir / "chainlit-files"
+    files_dir.mkdir(parents=True, exist_ok=True)
+    chainlit_config.FILES_DIRECTORY = chainlit_server.FILES_DIRECTORY = files_dir
     config.run.headless = True
     run_chainlit(str(APP_FILE))
     return 0
