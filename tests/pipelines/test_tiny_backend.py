@@ -156,6 +156,33 @@ def test_the_backend_runs_again_after_a_cancel(tiny, photo):
     assert result.info["steps_run"] == TINY_STEPS
 
 
+def test_a_failing_progress_display_does_not_lose_the_image(tiny, photo):
+    def broken(step, total, preview):
+        raise RuntimeError("socket closed")
+
+    result = tiny.edit(EditRequest("x", images=(photo,), seed=1), progress=broken)
+    assert result.image.size == photo.size and result.info["steps_run"] == TINY_STEPS
+
+
+def test_concurrent_calls_match_sequential_ones(tiny, photo, make_picture):
+    small = make_picture(300, 500, seed=8)
+    jobs = {
+        "a": lambda: tiny.edit(EditRequest("x", images=(photo,), seed=21)),
+        "b": lambda: tiny.edit(EditRequest("y", images=(small, photo), seed=22)),
+        "c": lambda: tiny.generate(GenerateRequest("z", seed=23)),
+    }
+    alone = {k: np.asarray(job().image) for k, job in jobs.items()}
+    together = {}
+    threads = [threading.Thread(target=lambda k=k, job=job: together.__setitem__(k, job()))
+               for k, job in jobs.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for key in jobs:
+        assert np.array_equal(np.asarray(together[key].image), alone[key]), key
+
+
 @pytest.mark.parametrize("size", [(1000, 667), (97, 1301)])
 def test_odd_sizes_come_back_at_the_input_size(tiny, make_picture, size):
     result = edit(tiny, [make_picture(*size, seed=3)], seed=1)
