@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import time
 from typing import Optional
 
@@ -22,6 +23,8 @@ from .routes import image_url
 from .service import USER_ERRORS, Outcome, Run, RunEvent, RunResult
 
 PREVIEW_EVERY_S = 0.4  # at most this often, so a fast model does not flood the socket
+STOP_GRACE_S = 5.0
+log = logging.getLogger(__name__)
 
 
 async def show(conv: str, outcome: Outcome, store: Store, events: "asyncio.Queue") -> None:
@@ -156,7 +159,10 @@ class RunView:
         now = time.monotonic()
         if event.preview is not None and now - self._last_preview >= PREVIEW_EVERY_S:
             self._last_preview = now
-            await self._show_preview(event.preview)
+            try:
+                await self._show_preview(event.preview)
+            except Exception:  # a preview is a nicety: never let it stop the progress line
+                log.warning("preview could not be shown", exc_info=True)
 
     async def _show_preview(self, image) -> None:
         buf = io.BytesIO()
@@ -203,6 +209,17 @@ async def follow_runs(conv: str, runs: list[Run], events: "asyncio.Queue") -> No
                     continue
                 run = pending.pop(fut)
                 await _settle(conv, views[id(run)], fut)
+    except asyncio.CancelledError:
+        # The Stop button cancels this handler; the jobs stop at their next step. Wait
+        # briefly so each message says how its job really ended, then let the cancel go on.
+        if pending:
+            await asyncio.wait(set(pending), timeout=STOP_GRACE_S)
+        for fut, run in pending.items():
+            if fut.done():
+                await _settle(conv, views[id(run)], fut)
+            else:
+                await views[id(run)].fail("stopping. Nothing will be saved.")
+        raise
     finally:
         getter.cancel()
 

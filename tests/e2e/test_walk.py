@@ -209,7 +209,7 @@ def test_stop_a_running_job(page):
     page.locator("#stop-button").dispatch_event("click", timeout=10_000)
     page.wait_for_function(
         "([sel, n]) => [...document.querySelectorAll(sel)].slice(n)"
-        ".some(m => /stopped/i.test(m.innerText))",
+        ".some(m => /big castle|Generating/.test(m.innerText) && /stopp(ed|ing)\\. Nothing/.test(m.innerText))",
         arg=[ASSISTANT, before], timeout=30_000)
     page.locator("#stop-button").wait_for(state="detached", timeout=30_000)
     page.wait_for_timeout(1_000)  # a result that was going to show would show by now
