@@ -368,7 +368,7 @@ class QwenBackend:
         if self.profile == "nf4":
             kwargs["quantization_config"] = self._nf4_pipeline_config()
         pipe = _loading(self.model, lambda: QwenImageEditPlusPipeline.from_pretrained(
-            self.model, **kwargs))
+            self.model, **kwargs), self.revision)
         if self.lightning:
             self._add_lightning(pipe, self.lightning_lora)
         self._set_attention(pipe.transformer)
@@ -410,8 +410,13 @@ class QwenBackend:
                   **_dtype_kwargs(self.torch_dtype)}
         if self.profile == "nf4":
             kwargs["quantization_config"] = self._nf4_model_config()
-        return _loading(self.t2i_model, lambda: QwenImageTransformer2DModel.from_pretrained(
-            self.t2i_model, **kwargs))
+        return _loading(
+            self.t2i_model,
+            lambda: QwenImageTransformer2DModel.from_pretrained(self.t2i_model, **kwargs),
+            self.t2i_revision,
+            hint="point t2i_model at a local folder, or use t2i_mode 'canvas', which "
+                 "generates with the edit model alone",
+        )
 
     @property
     def _t2i_shares_edit_model(self) -> bool:
@@ -488,7 +493,8 @@ class QwenBackend:
             kwargs["weight_name"] = weight_name
         if subfolder:
             kwargs["subfolder"] = subfolder
-        _loading(lora, lambda: pipe.load_lora_weights(source, **kwargs))
+        _loading(lora, lambda: pipe.load_lora_weights(source, **kwargs),
+                 hint="set lightning_lora to a local .safetensors file")
 
     def _nf4_kwargs(self) -> dict:
         if importlib.util.find_spec("bitsandbytes") is None:
@@ -706,7 +712,8 @@ def _same_model(a: str, b: str) -> bool:
     return a == b
 
 
-def _loading(name: str, load):
+def _loading(name: str, load, revision: Optional[str] = None,
+             hint: str = "set QEC_MODEL to a local folder that holds it"):
     """Run ``load``; turn 'weights not here' into one message a user can act on."""
     try:
         return load()
@@ -717,10 +724,12 @@ def _loading(name: str, load):
             raise BackendUnavailable(
                 f"Could not load the model from {name}: {_short(exc)}"
             ) from exc
+        command = f"huggingface-cli download {name}"
+        if revision:
+            command += f" --revision {revision}"
         raise BackendUnavailable(
             f"Model {name} is not on this machine and could not be downloaded. "
-            f"Download it with `huggingface-cli download {name}` (or `hf download {name}`), "
-            f"or set QEC_MODEL to a local folder that holds it. Details: {_short(exc)}"
+            f"Download it with `{command}`, or {hint}. Details: {_short(exc)}"
         ) from exc
     except ImportError as exc:
         raise BackendUnavailable(f"Loading {name} needs a missing package: {_short(exc)}") from exc

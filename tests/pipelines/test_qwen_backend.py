@@ -131,6 +131,21 @@ def test_a_missing_model_says_how_to_get_it(monkeypatch, photo):
     assert "QEC_MODEL" in message
 
 
+def test_a_missing_text_to_image_model_suggests_canvas_mode(monkeypatch, tiny_model_dir):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    backend = qwen(tiny_model_dir, t2i_model="Qwen/Qwen-Image")
+    with pytest.raises(BackendUnavailable) as err:
+        backend.generate(GenerateRequest("a fox"))
+    message = str(err.value)
+    assert "huggingface-cli download Qwen/Qwen-Image`" in message
+    assert "t2i_mode 'canvas'" in message
+    # The edit model was fine and stays usable; canvas mode needs nothing more.
+    canvas = qwen(tiny_model_dir, t2i_model="Qwen/Qwen-Image", t2i_mode="canvas")
+    assert canvas.generate(GenerateRequest("a fox", seed=1)).info["mode"] == "canvas"
+
+
 def test_a_broken_local_folder_is_named(tmp_path, photo):
     (tmp_path / "model_index.json").write_text("{not json")
     backend = QwenBackend(model=str(tmp_path), device="cpu")
