@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 APP_FILE = Path(__file__).with_name("app.py")
@@ -29,6 +30,14 @@ def run(args: argparse.Namespace) -> int:
     host = args.host or settings.host
     port = args.port or settings.port
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.mode == "multi" and not os.environ.get("CHAINLIT_AUTH_SECRET"):
+        # Several people sign in: the secret that signs their sessions must be chosen and
+        # kept by whoever runs the server (the same on every process behind a balancer).
+        print("qwen-edit-chat: the multi-user mode needs CHAINLIT_AUTH_SECRET, the secret that "
+              "signs sign-in tokens. Make one with `chainlit create-secret` (or any long random "
+              "string), set it in the environment or .env, and start again.", file=sys.stderr)
+        return 2
+    # Local mode: one person, a secret made once and kept in the data folder.
     os.environ.setdefault("CHAINLIT_AUTH_SECRET", auth_secret(settings.data_dir))
     os.environ["CHAINLIT_HOST"], os.environ["CHAINLIT_PORT"] = host, str(port)
     # Chainlit reads .chainlit/config.toml, public/ and chainlit.md from the working folder.
