@@ -63,6 +63,7 @@ class LatentPreviewer:
         self.mean = mean
         self.std = std
         self.vae_scale_factor = vae_scale_factor
+        self._tensors = {}  # device -> (matrix, bias, mean, std) as torch tensors
 
     @classmethod
     def for_vae(cls, vae) -> "LatentPreviewer":
@@ -78,10 +79,7 @@ class LatentPreviewer:
             x = packed.detach()[0].float()
             channels = x.shape[-1] // 4
             x = x.view(-1, channels, 4)  # per 2x2 patch: (patch, channel, sub-pixel)
-            matrix, bias, mean, std = (
-                torch.from_numpy(a).to(x.device)
-                for a in (self.matrix, self.bias, self.mean, self.std)
-            )
+            matrix, bias, mean, std = self._on(x.device)
             real = x * std[None, :, None] + mean[None, :, None]
             # Mixing 16 channels down to 3 before unpacking keeps the copies small,
             # and only h x w x 3 bytes leave the GPU.
@@ -89,6 +87,16 @@ class LatentPreviewer:
             rgb = ((rgb + 1.0) * 127.5).clamp(0, 255).to(torch.uint8).cpu().numpy()
         pixels = rgb.reshape(h // 2, w // 2, 2, 2, 3).transpose(0, 2, 1, 3, 4).reshape(h, w, 3)
         return Image.fromarray(np.ascontiguousarray(pixels), "RGB")
+
+
+    def _on(self, device):
+        import torch
+
+        if device not in self._tensors:
+            self._tensors[device] = tuple(
+                torch.from_numpy(a).to(device) for a in (self.matrix, self.bias, self.mean, self.std)
+            )
+        return self._tensors[device]
 
 
 def unpack(packed, width: int, height: int, vae_scale_factor: int = 8):

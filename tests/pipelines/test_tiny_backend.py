@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import statistics
 import json
 import threading
 import time
@@ -115,8 +116,9 @@ def test_previews_cost_little_next_to_the_steps(tiny, photo, monkeypatch):
     result = tiny.edit(EditRequest("x", images=(photo,), seed=1, steps=8),
                        progress=lambda step, total, preview: steps.append(time.perf_counter()))
     assert len(spent) >= 3
-    step_time = (steps[-1] - steps[0]) / (len(steps) - 1)
-    assert sum(spent) / len(spent) < 0.05 * step_time, (spent, step_time, result.elapsed_s)
+    # Medians, so one scheduling hiccup on a busy machine does not decide the test.
+    step_time = statistics.median(np.diff(steps))
+    assert statistics.median(spent) < 0.05 * step_time, (spent, step_time, result.elapsed_s)
 
 
 def test_cancel_stops_within_one_step_and_keeps_nothing(tiny, photo):
