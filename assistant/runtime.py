@@ -59,6 +59,7 @@ def build_runtime(settings: Settings) -> Runtime:
     store = Store.open(database_url=settings.resolved_database_url,
                        blob_dir=settings.resolved_blob_dir)
     SQLModel.metadata.create_all(store.engine)  # the chat's own tables (assistant.tables)
+    store.recover_interrupted_jobs()  # this process runs the jobs: fail those a crash left
     queue = JobQueue(workers=settings.workers)
     backends = BackendPool(settings.backend_name(),
                            lambda name, model: get_backend(name, **settings.backend_settings(name, model)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import weakref
 from pathlib import Path
 
 from sqlalchemy import event
@@ -18,6 +19,7 @@ from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, SQLModel, create_engine
 
 _immediate = threading.local()
+_locks: "weakref.WeakKeyDictionary[Engine, threading.RLock]" = weakref.WeakKeyDictionary()
 
 
 def make_engine(database_url: str) -> Engine:
@@ -32,6 +34,9 @@ def make_engine(database_url: str) -> Engine:
     if in_memory:
         kwargs["poolclass"] = StaticPool  # one shared connection, or each thread sees its own db
     engine = create_engine(database_url, **kwargs)
+    if in_memory:
+        # That one connection cannot hold two transactions: sessions take turns.
+        _locks[engine] = threading.RLock()
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):
@@ -61,18 +66,24 @@ def create_tables(engine: Engine) -> None:
 @contextlib.contextmanager
 def write_session(engine: Engine):
     """A session whose transaction takes the write lock up front (SQLite) and commits."""
-    _immediate.on = True
-    try:
-        with Session(engine, expire_on_commit=False) as session:
-            session.connection()  # begin now, while the flag is set
+    with _turn(engine):
+        _immediate.on = True
+        try:
+            with Session(engine, expire_on_commit=False) as session:
+                session.connection()  # begin now, while the flag is set
+                _immediate.on = False
+                yield session
+                session.commit()
+        finally:
             _immediate.on = False
-            yield session
-            session.commit()
-    finally:
-        _immediate.on = False
 
 
 @contextlib.contextmanager
 def read_session(engine: Engine):
-    with Session(engine, expire_on_commit=False) as session:
+    with _turn(engine), Session(engine, expire_on_commit=False) as session:
         yield session
+
+
+def _turn(engine: Engine):
+    lock = _locks.get(engine)
+    return lock if lock is not None else contextlib.nullcontext()

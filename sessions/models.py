@@ -82,6 +82,7 @@ class JobRow(SQLModel, table=True):
     request: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))
     error: Optional[str] = Field(default=None, sa_column=Column(Text, nullable=True))
     node_number: Optional[int] = None
+    worker: Optional[str] = Field(default=None, max_length=255)  # "host:pid" whose queue runs it
     created_at: datetime = Field(default_factory=utcnow)
     started_at: Optional[datetime] = None
     finished_at: Optional[datetime] = None

@@ -12,6 +12,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import socket
+import uuid
 from typing import Iterable, Optional, Union
 
 from PIL import Image
@@ -36,6 +38,9 @@ from .models import (
 )
 
 ImageLike = Union[Image.Image, bytes]
+MAX_NUMBER = 2**31 - 1  # larger numbers name no node (and do not fit every database)
+# host:pid:token; the token tells this process from an earlier one that had its pid.
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 CRASH_REASON = (
     "The server stopped while this was running, so no image was made. "
     "Send the message again to retry."
@@ -54,12 +59,11 @@ class Store:
 
     @classmethod
     def open(cls, *, database_url: str, blob_dir: str | os.PathLike) -> "Store":
-        """Open (creating what is missing) and fail jobs a crash left running."""
+        """Open, creating what is missing. Jobs are left alone: the process that runs
+        them calls ``recover_interrupted_jobs`` once at start-up."""
         engine = db.make_engine(database_url)
         db.create_tables(engine)
-        store = cls(engine, BlobStore(blob_dir))
-        store.recover_interrupted_jobs()
-        return store
+        return cls(engine, BlobStore(blob_dir))
 
     def close(self) -> None:
         self.engine.dispose()
@@ -134,7 +138,10 @@ class Store:
     def delete_conversation(self, conversation_id: str) -> int:
         """Remove the conversation's rows, then every blob no other node uses.
 
-        Returns the number of blob files removed.
+        Returns the number of blob files removed. The files go inside the same write
+        transaction, so (on SQLite, whose writers queue) no other conversation can be
+        adding the same picture meanwhile; a crash part-way leaves an unused file,
+        never a row without its file.
         """
         with db.write_session(self.engine) as s:
             self._conv(s, conversation_id)
@@ -142,14 +149,11 @@ class Store:
             for table in (NodeInputRow, NodeRow, JobRow):
                 s.exec(delete(table).where(table.conversation_id == conversation_id))
             s.exec(delete(ConversationRow).where(ConversationRow.id == conversation_id))
-        # Rows go first: a crash here leaves an orphan file, never a row without its file.
-        removed = 0
-        with db.read_session(self.engine) as s:
             still_used = set(s.exec(select(NodeRow.sha256).where(NodeRow.sha256.in_(shas))).all()) if shas else set()
-        for sha in shas - still_used:
-            self.blobs.delete(sha)
-            removed += 1
-        return removed
+            s.flush()
+            for sha in shas - still_used:
+                self.blobs.delete(sha)
+            return len(shas - still_used)
 
     # ---- nodes ----------------------------------------------------------------------
 
@@ -167,12 +171,12 @@ class Store:
         move_head: bool = True,
     ) -> Node:
         """Store ``image`` as a new node; with ``move_head`` it becomes the head."""
-        sha, width, height = self._put_image(image)
+        sha, width, height, data = self._put_image(image)
         with db.write_session(self.engine) as s:
             row = self._insert_node(
                 s, conversation_id, sha=sha, width=width, height=height, kind=kind,
                 parent=parent, inputs=list(inputs), instruction=instruction,
-                prompt=prompt, params=params or {}, move_head=move_head,
+                prompt=prompt, params=params or {}, move_head=move_head, data=data,
             )
             return Node.from_row(row, list(inputs))
 
@@ -249,17 +253,21 @@ class Store:
 
         return self._move_head(conversation_id, plan)
 
-    def redo(self, conversation_id: str) -> Node:
-        """Walk back down exactly the path undo came up."""
+    def redo(self, conversation_id: str, steps: int = 1) -> Node:
+        """Walk back down exactly the path undo came up (``steps`` times, all or none)."""
+        if steps < 1:
+            raise HistoryError("Redo needs a number of steps of at least 1.")
 
         def plan(conv: ConversationRow, nodes: dict[int, NodeRow]):
-            path = json.loads(conv.redo_path)
-            if not path:
-                raise NothingToRedo("There is nothing to redo.")
-            nxt = path.pop()
-            if nxt not in nodes or nodes[nxt].parent_number != conv.head:
-                raise NothingToRedo("There is nothing to redo.")
-            return nxt, path
+            head, path = conv.head, json.loads(conv.redo_path)
+            for done in range(steps):
+                nxt = path.pop() if path else None
+                if nxt is None or nxt not in nodes or nodes[nxt].parent_number != head:
+                    if done == 0:
+                        raise NothingToRedo("There is nothing to redo.")
+                    raise NothingToRedo(f"Only {done} step(s) can be redone from #{conv.head}.")
+                head = nxt
+            return head, path
 
         return self._move_head(conversation_id, plan)
 
@@ -278,9 +286,10 @@ class Store:
     # ---- jobs -----------------------------------------------------------------------
 
     def create_job(self, conversation_id: str, *, kind: str, request: Optional[dict] = None) -> Job:
+        """A queued job, owned by this process (whose queue will run it)."""
         with db.write_session(self.engine) as s:
             self._conv(s, conversation_id)
-            row = JobRow(conversation_id=conversation_id, kind=kind,
+            row = JobRow(conversation_id=conversation_id, kind=kind, worker=WORKER_ID,
                          request=json.dumps(request or {}, sort_keys=True, default=str))
             s.add(row)
             s.flush()
@@ -323,7 +332,7 @@ class Store:
         move_head: bool = True,
     ) -> Node:
         """Commit the result node, move the head and mark the job succeeded, atomically."""
-        sha, width, height = self._put_image(image)
+        sha, width, height, data = self._put_image(image)
         with db.write_session(self.engine) as s:
             job = s.get(JobRow, job_id)
             if job is None:
@@ -333,21 +342,32 @@ class Store:
             row = self._insert_node(
                 s, job.conversation_id, sha=sha, width=width, height=height, kind=kind,
                 parent=parent, inputs=list(inputs), instruction=instruction, prompt=prompt,
-                params=params or {}, move_head=move_head,
+                params=params or {}, move_head=move_head, data=data,
             )
-            job.status, job.node_number, job.finished_at = "succeeded", row.number, utcnow()
-            s.add(job)
+            # Conditional: a cancel committed meanwhile (by another connection) wins,
+            # and the whole transaction, node included, rolls back.
+            done = s.exec(update(JobRow).where(JobRow.id == job_id, JobRow.status == "running")
+                          .values(status="succeeded", node_number=row.number, finished_at=utcnow()))
+            if done.rowcount != 1:
+                raise JobStateError("This job was stopped; its result was not saved.")
             return Node.from_row(row, list(inputs))
 
     def recover_interrupted_jobs(self) -> int:
-        """Jobs a crash left running (or queued, with no queue left to run them) fail."""
+        """Fail the jobs whose process is gone: they will never run or finish.
+
+        A job belongs to the process that queued it (``host:pid``). On this host, a job
+        whose process no longer exists was cut short by a crash or a restart; jobs of
+        live processes, and of other hosts sharing the database, are left alone.
+        """
         with db.write_session(self.engine) as s:
-            result = s.exec(
-                update(JobRow)
-                .where(JobRow.status.in_(("running", "queued")))
-                .values(status="failed", error=CRASH_REASON, finished_at=utcnow())
-            )
-            return result.rowcount or 0
+            open_jobs = s.exec(select(JobRow.id, JobRow.worker)
+                               .where(JobRow.status.in_(("running", "queued")))).all()
+            dead = [job_id for job_id, worker in open_jobs if not _worker_alive(worker)]
+            if dead:
+                s.exec(update(JobRow).where(JobRow.id.in_(dead),
+                                            JobRow.status.in_(("running", "queued")))
+                       .values(status="failed", error=CRASH_REASON, finished_at=utcnow()))
+            return len(dead)
 
     # ---- export ---------------------------------------------------------------------
 
@@ -362,16 +382,21 @@ class Store:
 
     # ---- internals ------------------------------------------------------------------
 
-    def _put_image(self, image: ImageLike) -> tuple[str, int, int]:
+    def _put_image(self, image: ImageLike) -> tuple[str, int, int, bytes]:
         img = decode(image) if isinstance(image, (bytes, bytearray, memoryview)) else image
         if not isinstance(img, Image.Image):
             raise BadImage("Only images can be stored.")
         clean = pixels_only(img)
-        return self.blobs.put(encode_png(clean)), clean.width, clean.height
+        data = encode_png(clean)
+        return self.blobs.put(data), clean.width, clean.height, data
 
     def _insert_node(self, s, conversation_id: str, *, sha, width, height, kind, parent,
-                     inputs, instruction, prompt, params, move_head) -> NodeRow:
+                     inputs, instruction, prompt, params, move_head, data: bytes) -> NodeRow:
         conv = self._conv(s, conversation_id)
+        if not self.blobs.exists(sha):
+            # A deletion elsewhere removed this content between our write and this row
+            # (the same picture in another conversation): write it again, under the lock.
+            self.blobs.put(data)
         existing = set(s.exec(select(NodeRow.number).where(NodeRow.conversation_id == conversation_id)).all())
         for n in ([parent] if parent is not None else []) + list(inputs):
             if n not in existing:
@@ -442,8 +467,9 @@ class Store:
 
     def _node(self, s, conversation_id: str, number: int) -> Node:
         self._conv(s, conversation_id)
-        row = s.exec(select(NodeRow).where(NodeRow.conversation_id == conversation_id,
-                                           NodeRow.number == number)).first()
+        row = None if not isinstance(number, int) or not 1 <= number <= MAX_NUMBER else s.exec(
+            select(NodeRow).where(NodeRow.conversation_id == conversation_id,
+                                  NodeRow.number == number)).first()
         if row is None:
             latest = s.exec(select(func.max(NodeRow.number))
                             .where(NodeRow.conversation_id == conversation_id)).one()
@@ -471,3 +497,22 @@ def _no_such_message(number, latest: Optional[int]) -> NotFound:
     if latest is None:
         return NotFound(f"There is no #{number} in this conversation; it has no images yet.")
     return NotFound(f"There is no #{number} in this conversation; the latest is #{latest}.")
+
+
+def _worker_alive(worker: Optional[str]) -> bool:
+    """Whether the process named ``host:pid:token`` may still be running its jobs."""
+    parts = (worker or "").split(":")
+    if len(parts) != 3 or not parts[1].isdigit():
+        return False  # unknown owner: nobody will finish it
+    host, pid, _token = parts[0], int(parts[1]), parts[2]
+    if host != socket.gethostname():
+        return True  # another machine's job: not ours to judge
+    if pid == os.getpid():
+        return worker == WORKER_ID  # same pid, other token: an earlier process, gone
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

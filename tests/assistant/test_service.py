@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import socket
 import threading
 import time
 import zipfile
@@ -16,6 +18,7 @@ from assistant.router import Intent, route
 from assistant.service import BackendPool, ChatService, ChatSettings
 from pipelines import BackendError, Cancelled
 from sessions import Store
+from sessions import store as store_module
 
 from .fakes import GateBackend
 
@@ -244,8 +247,10 @@ def test_timeout_stops_the_job(world):
     assert store.nodes(conv) == []
 
 
-def test_job_cut_short_by_a_restart_is_reported_once_and_retried(tmp_path):
+def test_job_cut_short_by_a_restart_is_reported_once_and_retried(tmp_path, monkeypatch):
     url, blobs = f"sqlite:///{tmp_path}/r.db", tmp_path / "blobs"
+    # The job belongs to an earlier server process that had this pid.
+    monkeypatch.setattr(store_module, "WORKER_ID", f"{socket.gethostname()}:{os.getpid()}:old")
     store = Store.open(database_url=url, blob_dir=blobs)
     conv = store.create_conversation(owner="ann").id
     job = store.create_job(conv, kind="generate", request={
@@ -255,7 +260,9 @@ def test_job_cut_short_by_a_restart_is_reported_once_and_retried(tmp_path):
     store.start_job(job.id)
     store.close()  # the server dies mid-run
 
+    monkeypatch.undo()
     store = Store.open(database_url=url, blob_dir=blobs)
+    store.recover_interrupted_jobs()  # what the restarted server does first
     backend, queue = GateBackend(), JobQueue(workers=1)
     service = ChatService(store, BackendPool("gate", lambda n, m: backend), queue)
     try:

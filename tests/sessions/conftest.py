@@ -27,12 +27,12 @@ def store(request, tmp_path):
 
 
 def _fresh_postgres(url: str) -> str:
-    from sqlmodel import SQLModel, create_engine
-
-    import sessions.models  # noqa: F401
+    """Empty the test database: every table, whoever made it (the chat's ones too)."""
+    from sqlalchemy import create_engine, text
 
     engine = create_engine(url)
     with engine.begin() as c:
-        SQLModel.metadata.drop_all(c)
+        c.execute(text("DROP SCHEMA public CASCADE"))
+        c.execute(text("CREATE SCHEMA public"))
     engine.dispose()
     return url

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import socket
+
 import pytest
 from PIL import Image
 
 from sessions import JobStateError, NotFound, Store
+from sessions import store as store_module
 from sessions.store import CRASH_REASON
 
 
@@ -73,8 +77,10 @@ def test_job_owner_check(store):
     assert [j.id for j in store.jobs(conv)] == [job.id]
 
 
-def test_job_left_running_is_failed_on_reopen(tmp_path):
+def test_job_left_running_is_failed_on_reopen(tmp_path, monkeypatch):
     url, blobs = f"sqlite:///{tmp_path}/j.db", tmp_path / "blobs"
+    # The jobs belong to an earlier process that had this pid (as after a restart).
+    monkeypatch.setattr(store_module, "WORKER_ID", f"{socket.gethostname()}:{os.getpid()}:old")
     s = Store.open(database_url=url, blob_dir=blobs)
     conv = _conv_with_upload(s)
     running = s.create_job(conv, kind="edit")
@@ -85,10 +91,36 @@ def test_job_left_running_is_failed_on_reopen(tmp_path):
     s.finish_job(done.id, Image.new("RGB", (8, 8)), kind="edit", parent=1)
     s.close()  # the "crash"
 
+    monkeypatch.undo()
     s2 = Store.open(database_url=url, blob_dir=blobs)
+    assert s2.job(running.id).status == "running"  # opening alone touches no job
+    assert s2.recover_interrupted_jobs() == 2
     r = s2.job(running.id)
     assert r.status == "failed" and r.error == CRASH_REASON
     assert "server stopped" in r.error
     assert s2.job(queued.id).status == "failed"
     assert s2.job(done.id).status == "succeeded"
     assert s2.head(conv).number == 2
+
+
+def test_jobs_of_a_live_process_are_not_recovered(tmp_path):
+    url, blobs = f"sqlite:///{tmp_path}/j.db", tmp_path / "blobs"
+    s = Store.open(database_url=url, blob_dir=blobs)
+    conv = _conv_with_upload(s)
+    job = s.create_job(conv, kind="edit")
+    s.start_job(job.id)
+    # Another process (a `users` command, a second server) opening the same database
+    # and recovering must not fail a job this live process is running.
+    other = Store.open(database_url=url, blob_dir=blobs)
+    assert other.recover_interrupted_jobs() == 0
+    assert other.job(job.id).status == "running"
+
+
+def test_a_cancel_committed_first_wins_over_finish(store):
+    conv = _conv_with_upload(store)
+    job = store.create_job(conv, kind="edit")
+    store.start_job(job.id)
+    store.cancel_job(job.id)
+    with pytest.raises(JobStateError):
+        store.finish_job(job.id, Image.new("RGB", (8, 8)), kind="edit", parent=1)
+    assert len(store.nodes(conv)) == 1 and store.head(conv).number == 1

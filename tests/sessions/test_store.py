@@ -293,3 +293,70 @@ def test_meta_merges(store):
     conv = store.create_conversation(owner="ann").id
     store.update_meta(conv, {"a": 1})
     assert store.update_meta(conv, {"b": 2}).meta == {"a": 1, "b": 2}
+
+
+def test_redo_several_steps_is_all_or_nothing(store):
+    conv = store.create_conversation(owner="ann").id
+    chain(store, conv, 4)
+    store.undo(conv, 3)
+    with pytest.raises(NothingToRedo, match="Only 3 step"):
+        store.redo(conv, 5)
+    assert store.head(conv).number == 1  # a refused redo moves nothing
+    assert store.redo(conv, 2).number == 3
+    assert store.redo(conv).number == 4
+
+
+def test_huge_or_odd_numbers_name_no_node(store):
+    conv = store.create_conversation(owner="ann").id
+    chain(store, conv, 2)
+    for n in (0, -1, 2**31, 10**20):
+        with pytest.raises(NotFound, match="latest is #2"):
+            store.node(conv, n)
+        with pytest.raises(NotFound):
+            store.checkout(conv, n)
+
+
+def test_delete_rewrites_a_blob_another_conversation_is_adding(store):
+    keep = store.create_conversation(owner="ann").id
+    gone = store.create_conversation(owner="ann").id
+    pic = Image.new("RGB", (8, 8), "purple")
+    node = store.add_node(gone, pic, kind="upload")
+    # Another conversation's write of the same picture found the file present, then
+    # the deletion removed it before that conversation's row was written.
+    real_put = store.blobs.put
+
+    def put_then_lose_it(data):
+        key = real_put(data)
+        store.blobs.put = real_put  # only this once
+        store.delete_conversation(gone)
+        return key
+
+    store.blobs.put = put_then_lose_it
+    try:
+        kept = store.add_node(keep, pic, kind="upload")
+    finally:
+        store.blobs.put = real_put
+    assert kept.sha256 == node.sha256
+    assert store.image(kept).getpixel((0, 0)) == (128, 0, 128)
+
+
+def test_in_memory_store_is_safe_across_threads(tmp_path):
+    s = Store.open(database_url="sqlite://", blob_dir=tmp_path / "blobs")
+    conv = s.create_conversation(owner="ann").id
+    errors = []
+
+    def work(k):
+        try:
+            for i in range(8):
+                s.add_node(conv, img((k, i, 1)), kind="upload")
+                s.create_job(conv, kind="edit")
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    assert len(s.nodes(conv)) == 32
