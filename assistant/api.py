@@ -366,8 +366,7 @@ def rename_conversation(conversation_id: str, body: RenameIn, request: Request, 
 def delete_conversation(conversation_id: str, owner: Owner):
     rt = get_runtime()
     _own(conversation_id, owner)
-    rt.service.cancel(conversation_id)  # nothing keeps running for a conversation that is gone
-    rt.store.delete_conversation(conversation_id)
+    rt.service.delete_conversation(conversation_id)  # its jobs stop first
     return Response(status_code=204)
 
 

@@ -22,7 +22,7 @@ from assistant import api, render, routes, users
 from assistant.datalayer import HistoryDataLayer
 from assistant.router import COMMANDS, DEFAULT_VARIATIONS, Intent, route
 from assistant.runtime import get_runtime
-from assistant.service import SIZE_CHOICES, USER_ERRORS, ChatSettings
+from assistant.service import SIZE_CHOICES, USER_ERRORS, ChatSettings, settings_from_panel
 
 routes.install(chainlit_app)
 api.install(chainlit_app)  # the HTTP API at /api/v1
@@ -35,7 +35,8 @@ CONV = "conversation_id"
 
 @cl.data_layer
 def data_layer() -> HistoryDataLayer:
-    return HistoryDataLayer(get_runtime().store)
+    rt = get_runtime()
+    return HistoryDataLayer(rt.store, delete_conversation=rt.service.delete_conversation)
 
 
 if get_runtime().settings.mode == "local":
@@ -107,8 +108,7 @@ async def _settings_panel(s: ChatSettings) -> None:
     await cl.ChatSettings([
         Select(id="backend", label="Backend", values=backend_names(),
                initial_value=s.backend or rt.backend_name),
-        TextInput(id="model", label="Model (empty = the configured one)",
-                  initial=s.model or "", placeholder=rt.settings.model or "Qwen/Qwen-Image-Edit-2511"),
+        _model_widget(s, rt.settings.allowed_models()),
         Slider(id="steps", label="Steps (0 = the model's default)", min=0, max=60, step=1,
                initial=s.steps or 0),
         Slider(id="guidance", label="Guidance, true CFG (0 = default 4.0)", min=0, max=10, step=0.5,
@@ -122,24 +122,25 @@ async def _settings_panel(s: ChatSettings) -> None:
     ]).send()
 
 
+def _model_widget(s: ChatSettings, allowed: Optional[list]):
+    if allowed is None:  # local mode: any model id or folder
+        return TextInput(id="model", label="Model (empty = the configured one)", initial=s.model or "",
+                         placeholder=get_runtime().settings.model or "Qwen/Qwen-Image-Edit-2511")
+    return Select(id="model", label="Model", values=[""] + allowed, initial_value=s.model or "",
+                  description="empty = the server's configured model")
+
+
 @cl.on_settings_update
 async def settings_changed(values: dict) -> None:
-    seed_text = str(values.get("seed") or "").strip()
-    if seed_text and not seed_text.isdigit():
-        await render.send_text(f"The seed must be a whole number; {seed_text!r} is not. "
-                               f"Leave it empty for a random seed.", error=True)
-        seed_text = ""
-    s = ChatSettings(
-        backend=values.get("backend") or None,
-        model=str(values.get("model") or "").strip() or None,
-        steps=int(values["steps"]) if values.get("steps") else None,
-        guidance=float(values["guidance"]) if values.get("guidance") else None,
-        seed=int(seed_text) if seed_text else None,
-        size=values.get("size") or "keep",
-        variations=int(values.get("variations") or DEFAULT_VARIATIONS),
-    )
+    rt = get_runtime()
+    try:
+        s = settings_from_panel(values, allowed_models=rt.settings.allowed_models())
+    except USER_ERRORS as e:
+        await render.send_text(f"{e} The settings were not changed.", error=True)
+        await _settings_panel(_settings())
+        return
     cl.user_session.set("settings", s)
-    await cl.make_async(get_runtime().store.update_settings)(_conv(), s.to_dict())
+    await cl.make_async(rt.store.update_settings)(_conv(), s.to_dict())
 
 
 # ---- messages and buttons ---------------------------------------------------------------

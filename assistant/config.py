@@ -25,6 +25,8 @@ class Settings(BaseSettings):
 
     backend: Optional[str] = Field(None, description="tiny, qwen or remote; default qwen with CUDA else tiny.")
     model: Optional[str] = Field(None, description="Model id or local folder for the qwen/remote backend.")
+    models: list[str] = Field(default_factory=list, description=(
+        "Models users may pick in the settings panel (multi-user mode); local mode allows any."))
     revision: Optional[str] = None
     profile: str = Field("full", description="qwen memory profile: full, model-offload, group-offload, fp8, nf4.")
     lightning: Optional[int] = Field(None, description="Lightning LoRA steps (4 or 8) for the qwen backend.")
@@ -57,6 +59,12 @@ class Settings(BaseSettings):
     def resolved_blob_dir(self) -> Path:
         return self.blob_dir or self.data_dir / "blobs"
 
+    def allowed_models(self) -> Optional[list]:
+        """The models a user may choose; None = any (the local mode's one person)."""
+        if self.mode == "local":
+            return None
+        return sorted(set(self.models) | ({self.model} if self.model else set()))
+
     def backend_name(self) -> str:
         from pipelines import default_backend_name
 
@@ -64,13 +72,14 @@ class Settings(BaseSettings):
 
     def backend_settings(self, name: str, model: Optional[str] = None) -> dict:
         """Constructor settings for backend ``name`` (and an optional model override)."""
+        revision = self.revision if not model else None  # the revision names the configured model's
         model = model or self.model
         if name == "qwen":
             out = {"profile": self.profile}
             if model:
                 out["model"] = model
-            if self.revision:
-                out["revision"] = self.revision
+            if revision:
+                out["revision"] = revision
             if self.lightning:
                 out["lightning"] = self.lightning
             if self.attention:

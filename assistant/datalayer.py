@@ -33,9 +33,11 @@ def _iso(dt) -> str:
 
 
 class HistoryDataLayer(BaseDataLayer):
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, delete_conversation=None) -> None:
         self.store = store
         self.engine = store.engine
+        # The service's delete stops the conversation's jobs first; the store's alone does not.
+        self._delete = delete_conversation or store.delete_conversation
 
     async def _run(self, fn, *args, **kwargs):
         return await asyncio.to_thread(fn, *args, **kwargs)
@@ -98,7 +100,7 @@ class HistoryDataLayer(BaseDataLayer):
 
     async def delete_thread(self, thread_id: str):
         try:
-            await self._run(self.store.delete_conversation, thread_id)
+            await self._run(self._delete, thread_id)
         except NotFound:
             pass
 

@@ -202,7 +202,8 @@ async def follow_runs(conv: str, runs: list[Run], events: "asyncio.Queue") -> No
             done, _ = await asyncio.wait(set(pending) | {getter}, return_when=asyncio.FIRST_COMPLETED)
             if getter in done:
                 run, event = getter.result()
-                await views[id(run)].on_event(event)
+                if run in pending.values():  # a late event must not undo a settled message
+                    await views[id(run)].on_event(event)
                 getter = asyncio.ensure_future(events.get())
             for fut in done - {getter}:
                 if fut not in pending:
@@ -231,5 +232,8 @@ async def _settle(conv: str, view: RunView, fut: asyncio.Future) -> None:
         await view.fail("stopped. Nothing was saved.")
     except USER_ERRORS as e:
         await view.fail(f"⚠️ {e}")
+    except Exception as e:  # not the user's doing; still say so rather than freeze
+        log.exception("image job failed")
+        await view.fail(f"⚠️ Something went wrong ({type(e).__name__}). The current image is unchanged.")
     else:
         await view.finish(conv, result)

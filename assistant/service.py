@@ -19,17 +19,18 @@ from typing import Callable, Optional
 
 from PIL import Image
 
-from pipelines import BackendError, Cancelled, EditRequest, GenerateRequest
+from pipelines import BackendError, Cancelled, EditRequest, GenerateRequest, backend_names
 from pipelines.base import MAX_INPUT_IMAGES, Backend
 from sessions import HistoryError, Job, Node, Store
 from sessions.store import CRASH_REASON
 
 from .queue import JobQueue, Ticket
-from .router import COMMANDS, Intent
+from .router import COMMANDS, MAX_VARIATIONS, Intent
 from .uploads import UploadError, load_upload
 
 # Errors whose message is shown to the user as is.
 USER_ERRORS = (HistoryError, BackendError, UploadError)
+HEAD = "head"  # an edit's base to be read when its job starts
 SIZE_CHOICES = ("keep", "1mp", "1:1", "4:3", "3:4", "16:9", "9:16")
 
 
@@ -45,14 +46,67 @@ class ChatSettings:
     size: str = "keep"
     variations: int = 3
 
+    def __post_init__(self) -> None:
+        # Values come back from the browser: refuse what no control could have sent.
+        if self.size not in SIZE_CHOICES:
+            raise HistoryError(f"Output size must be one of {', '.join(SIZE_CHOICES)}.")
+        if not (isinstance(self.variations, int) and 1 <= self.variations <= MAX_VARIATIONS):
+            raise HistoryError(f"Variations per request must be 1 to {MAX_VARIATIONS}.")
+        if self.steps is not None and not 2 <= self.steps <= 200:
+            raise HistoryError("Steps must be 2 to 200 (or 0 for the model's default).")
+        if self.guidance is not None and not 0 <= self.guidance <= 20:
+            raise HistoryError("Guidance must be 0 to 20.")
+        if self.seed is not None and not 0 <= self.seed < 2**63:
+            raise HistoryError("The seed must be a whole number from 0 to 2^63-1.")
+        if self.backend is not None and self.backend not in backend_names():
+            raise HistoryError(f"Unknown backend {self.backend!r}; choose {', '.join(backend_names())}.")
+
     @classmethod
     def from_dict(cls, d: Optional[dict]) -> "ChatSettings":
+        """Settings saved earlier; anything no longer valid falls back to the defaults."""
         d = dict(d or {})
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
-        return cls(**known)
+        try:
+            return cls(**known)
+        except (HistoryError, TypeError):
+            return cls()
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def settings_from_panel(values: dict, *, allowed_models: Optional[list] = None) -> ChatSettings:
+    """ChatSettings from the settings panel's values, which come back from the browser.
+
+    0 means "the model's default" for steps and guidance; an empty seed means random.
+    ``allowed_models`` (None = any) limits the model a user may pick.
+    """
+    def number(key, kind):
+        raw = values.get(key)
+        if raw in (None, "", 0, "0"):
+            return None
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            raise HistoryError(f"{key.capitalize()} must be a number, not {raw!r}.") from None
+        if kind is int and not value.is_integer():
+            raise HistoryError(f"{key.capitalize()} must be a whole number, not {raw!r}.")
+        return kind(value)
+
+    seed_text = str(values.get("seed") or "").strip()
+    if seed_text and not seed_text.isdigit():
+        raise HistoryError(f"The seed must be a whole number; {seed_text!r} is not. "
+                           f"Leave it empty for a random seed.")
+    model = str(values.get("model") or "").strip() or None
+    if model is not None and allowed_models is not None and model not in allowed_models:
+        raise HistoryError(f"This server offers the models: {', '.join(allowed_models) or 'the configured one'}.")
+    return ChatSettings(
+        backend=values.get("backend") or None, model=model,
+        steps=number("steps", int), guidance=number("guidance", float),
+        seed=int(seed_text) if seed_text else None,
+        size=values.get("size") or "keep",
+        variations=number("variations", int) or 3,
+    )
 
 
 @dataclass
@@ -80,7 +134,6 @@ class Run:
     job: Job
     ticket: Ticket
     description: str
-    source_number: Optional[int]
     ahead: int = 0  # jobs that will start before this one, when it was queued
     # Who hears progress: the tab that asked, and any tab that reopens the conversation.
     listeners: list = field(default_factory=list)
@@ -200,13 +253,19 @@ class ChatService:
         return Outcome(message=f"Uploaded as #{node.number}. Tell me what to change.{extra}", node=node)
 
     def _do_undo(self, conv, intent, uploads, settings, on_event) -> Outcome:
-        node = self.store.undo(conv, intent.count)
+        head = self.store.head(conv)
+        if intent.base is not None and (head is None or intent.base != head.number):
+            # Undo under an older image: back to that image's parent.
+            source = self.store.node(conv, intent.base)
+            if source.parent_number is None:
+                raise HistoryError(f"Nothing to undo: #{source.number} is where its line of images starts.")
+            node = self.store.checkout(conv, source.parent_number)
+        else:
+            node = self.store.undo(conv, intent.count)
         return Outcome(message=f"Back to #{node.number}.", node=node)
 
     def _do_redo(self, conv, intent, uploads, settings, on_event) -> Outcome:
-        node = None
-        for _ in range(intent.count):
-            node = self.store.redo(conv)
+        node = self.store.redo(conv, intent.count)
         return Outcome(message=f"Forward to #{node.number}.", node=node)
 
     def _do_checkout(self, conv, intent, uploads, settings, on_event) -> Outcome:
@@ -232,27 +291,28 @@ class ChatService:
     def _do_edit(self, conv, intent, uploads, settings, on_event) -> Outcome:
         refs = [n.number for n in uploads]
         base = intent.base
-        if base is None:
-            head = self.store.head(conv)
-            if head is not None:
-                base = head.number
-            elif refs:
-                base, refs = refs[0], refs[1:]
-            else:
+        head = self.store.head(conv)
+        if base is None and head is None:
+            if not refs:
                 # Nothing to edit yet: treat the words as a description to generate.
                 return self._do_generate(conv, intent, uploads, settings, on_event)
-        base_node = self.store.node(conv, base)
-        inputs = [base_node.number] + refs
-        if len(inputs) > MAX_INPUT_IMAGES:
+            base, refs = refs[0], refs[1:]
+        if 1 + len(refs) > MAX_INPUT_IMAGES:
             raise HistoryError(
                 f"An edit can use at most {MAX_INPUT_IMAGES} images: the current image and two "
                 f"references. This message brought {len(refs)} references; send at most two.")
+        base_node = self.store.node(conv, base) if base is not None else head
         request = {"op": "edit", "prompt": intent.text, **self._options(settings)}
         request.update(self._size(settings, base_node))
-        run = self._submit(conv, kind="edit", request=request, inputs=inputs,
-                           parent=base_node.number, instruction=intent.text,
-                           settings=settings, on_event=on_event,
-                           description=f"Editing #{base_node.number}")
+        if base is None and self.active_runs(conv):
+            # Sent while earlier work runs: it edits whatever is current when its turn
+            # comes, so "make it darker" then "add rain" chain instead of branching.
+            parent, description = HEAD, "Editing the latest image"
+        else:
+            parent, description = base_node.number, f"Editing #{base_node.number}"
+        run = self._submit(conv, kind="edit", request=request, inputs=[parent] + refs,
+                           parent=parent, instruction=intent.text, settings=settings,
+                           on_event=on_event, description=description)
         return Outcome(runs=[run])
 
     def _do_variations(self, conv, intent, uploads, settings, on_event) -> Outcome:
@@ -322,6 +382,11 @@ class ChatService:
             self.store.update_meta(conv, {"crash_reported": sorted(told | {j.id for j in jobs})})
         return jobs
 
+    def delete_conversation(self, conv: str) -> int:
+        """Stop the conversation's jobs, then remove it and every image nothing else uses."""
+        self.cancel(conv)
+        return self.store.delete_conversation(conv)
+
     def cancel(self, conversation_id: str) -> int:
         """Stop every queued or running job of the conversation; returns how many."""
         with self._lock:
@@ -366,20 +431,31 @@ class ChatService:
                                  cancel=cancel)
 
         ticket = self.queue.submit(conv, task, label=description)
-        run = Run(job=job, ticket=ticket, description=description, source_number=parent)
+        run = Run(job=job, ticket=ticket, description=description)
         if on_event is not None:
             run.listen(on_event)
         holder["run"] = run
         run.ahead = self.queue.position(ticket)
         with self._lock:
-            live = [r for r in self._runs.get(conv, []) if not r.future.done()]
-            self._runs[conv] = live + [run]
+            self._runs.setdefault(conv, []).append(run)
+        run.future.add_done_callback(lambda _: self._forget(conv, run))
         return run
+
+    def _forget(self, conv: str, run: Run) -> None:
+        with self._lock:
+            runs = [r for r in self._runs.get(conv, []) if r is not run]
+            if runs:
+                self._runs[conv] = runs
+            else:
+                self._runs.pop(conv, None)
 
     def _execute(self, run: Run, conv: str, *, kind, request, inputs, parent, instruction,
                  backend, cancel: threading.Event) -> RunResult:
         job_id = run.job.id
         self.store.start_job(job_id)
+        if parent == HEAD:  # resolved now, after the jobs queued before it have committed
+            parent = self.store.head(conv).number
+            inputs = [parent] + list(inputs[1:])
         timed_out = threading.Event()
 
         def on_timeout():
@@ -437,8 +513,16 @@ class ChatService:
             "request": {k: v for k, v in request.items()},
             "info": result.info,
         }
-        node = self.store.finish_job(job_id, result.image, kind=kind, parent=parent, inputs=inputs,
-                                     instruction=instruction, prompt=request["prompt"], params=params)
+        try:
+            node = self.store.finish_job(job_id, result.image, kind=kind, parent=parent, inputs=inputs,
+                                         instruction=instruction, prompt=request["prompt"], params=params)
+        except HistoryError as e:  # e.g. stopped at the last moment: nothing was saved
+            self._fail(job_id, str(e))
+            raise
+        except Exception as e:
+            msg = f"The image was made but could not be saved ({type(e).__name__}: {e}). Try again."
+            self._fail(job_id, msg)
+            raise BackendError(msg) from e
         source = self.store.node(conv, parent) if parent is not None else None
         return RunResult(node=node, source=source, seed=result.seed, steps=result.steps,
                          elapsed_s=result.elapsed_s)

@@ -17,7 +17,7 @@ from assistant.queue import JobQueue
 from assistant.router import Intent, route
 from assistant.service import BackendPool, ChatService, ChatSettings
 from pipelines import BackendError, Cancelled
-from sessions import Store
+from sessions import HistoryError, Store
 from sessions import store as store_module
 
 from .fakes import GateBackend
@@ -278,3 +278,63 @@ def test_job_cut_short_by_a_restart_is_reported_once_and_retried(tmp_path, monke
     finally:
         queue.shutdown()
         store.close()
+
+
+def test_settings_from_the_panel_are_checked():
+    from assistant.service import settings_from_panel
+
+    s = settings_from_panel({"backend": "tiny", "steps": 8, "guidance": 0, "seed": " 42 ",
+                             "size": "16:9", "variations": 4, "model": ""})
+    assert (s.steps, s.guidance, s.seed, s.size, s.variations, s.model) == (8, None, 42, "16:9", 4, None)
+    for bad in ({"size": "abc"}, {"variations": 10_000}, {"variations": 0.5}, {"seed": "x1"},
+                {"steps": 1}, {"steps": "many"}, {"backend": "evil"}, {"guidance": 99}):
+        with pytest.raises(HistoryError):
+            settings_from_panel(bad)
+    with pytest.raises(HistoryError, match="offers the models"):
+        settings_from_panel({"model": "someone/else"}, allowed_models=["Qwen/Qwen-Image-Edit-2511"])
+    assert settings_from_panel({"model": "x"}, allowed_models=None).model == "x"
+    # Saved settings that are no longer valid fall back to the defaults.
+    assert ChatSettings.from_dict({"size": "abc"}) == ChatSettings()
+
+
+def test_an_edit_sent_while_one_runs_edits_its_result(world):
+    store, backend, service = world
+    conv = store.create_conversation(owner="ann").id
+    say(service, conv, "a fox")
+    backend.hold = True
+    first = service.apply(conv, Intent("edit", "make it darker")).runs[0]
+    assert backend.entered.acquire(timeout=5)
+    second = service.apply(conv, Intent("edit", "add rain")).runs[0]
+    assert second.description == "Editing the latest image"
+    backend.release("make it darker")
+    backend.release("add rain")
+    a, b = first.wait(10), second.wait(10)
+    assert (a.node.number, a.node.parent_number) == (2, 1)
+    assert (b.node.number, b.node.parent_number, b.node.input_numbers) == (3, 2, [2])
+    assert [n.number for n in store.lineage(conv)] == [1, 2, 3]
+
+
+def test_undo_under_an_older_image_goes_to_its_parent(world):
+    store, backend, service = world
+    conv = store.create_conversation(owner="ann").id
+    for text in ("a fox", "add snow", "add rain"):
+        say(service, conv, text)
+    out = service.apply(conv, Intent("undo", base=2))  # the button under #2
+    assert out.node.number == 1
+    out = service.apply(conv, Intent("undo", base=1))
+    assert out.is_error and "#1 is where" in out.message
+    assert store.head(conv).number == 1
+
+
+def test_deleting_stops_the_conversations_jobs(world):
+    store, backend, service = world
+    backend.hold = True
+    conv = store.create_conversation(owner="ann").id
+    running = service.apply(conv, Intent("generate", "slow")).runs[0]
+    assert backend.entered.acquire(timeout=5)
+    queued = service.apply(conv, Intent("generate", "next")).runs[0]
+    service.delete_conversation(conv)
+    with pytest.raises(Exception):
+        running.wait(5)
+    assert queued.future.cancelled()
+    assert service.active_runs(conv) == []
