@@ -17,7 +17,7 @@ import unicodedata
 from datetime import datetime, timezone
 from typing import Annotated, Literal, Optional
 
-from chainlit.auth import create_jwt, get_current_user
+from chainlit.auth import create_jwt
 from chainlit.config import config as chainlit_config
 from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -33,6 +33,7 @@ from sessions import BlobCorrupted, HistoryError, NotFound
 from sessions.models import Conversation, Job, Node
 
 from .router import route
+from .routes import current_owner
 from .runtime import get_runtime
 from .service import ChatSettings, Outcome
 from .uploads import ACCEPTED, ACCEPTED_TEXT, MAX_BYTES, UploadError, load_upload, sniff
@@ -62,13 +63,6 @@ api = FastAPI(
 
 
 # ---- sign-in and errors -------------------------------------------------------------------
-
-
-async def current_owner(user=Depends(get_current_user)) -> str:
-    """The signed-in user's identifier; the chat's own check answers 401 without a token."""
-    if user is None:  # only when the app runs with no sign-in at all: refuse rather than guess
-        raise HTTPException(401, "Sign in first.", headers={"WWW-Authenticate": "Bearer"})
-    return user.identifier
 
 
 Owner = Annotated[str, Depends(current_owner)]

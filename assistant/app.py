@@ -15,6 +15,7 @@ from typing import Optional
 import chainlit as cl
 from chainlit.input_widget import Select, Slider, TextInput
 from chainlit.server import app as chainlit_app
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from pipelines import backend_names
 
@@ -25,6 +26,8 @@ from assistant.runtime import get_runtime
 from assistant.service import SIZE_CHOICES, USER_ERRORS, ChatSettings, settings_from_panel
 
 routes.install(chainlit_app)
+if get_runtime().settings.mode == "local":
+    chainlit_app.add_middleware(TrustedHostMiddleware, allowed_hosts=get_runtime().settings.local_hosts())
 api.install(chainlit_app)  # the HTTP API at /api/v1
 
 CONV = "conversation_id"
@@ -67,6 +70,8 @@ async def starters(user=None, language=None):
 @cl.on_chat_start
 async def start() -> None:
     rt = get_runtime()
+    if not await _account_ok():
+        return
     # The conversation shares the thread's id, so the sidebar and resume find it.
     conv = await cl.make_async(rt.store.ensure_conversation)(cl.context.session.thread_id, owner=_owner())
     await _open(conv.id, ChatSettings())
@@ -77,6 +82,8 @@ async def start() -> None:
 @cl.on_chat_resume
 async def resume(thread: dict) -> None:
     rt = get_runtime()
+    if not await _account_ok():
+        return
     conv = await cl.make_async(rt.store.conversation)(thread["id"], owner=_owner())
     await _open(conv.id, ChatSettings.from_dict(conv.settings))
     for job in await cl.make_async(rt.service.interrupted_jobs)(conv.id):
@@ -96,6 +103,15 @@ async def _open(conv_id: str, settings: ChatSettings) -> None:
     await cl.context.emitter.set_commands([
         {"id": name, "description": usage.split(" - ", 1)[1], "icon": "terminal", "button": False}
         for name, usage in COMMANDS.items()])
+
+
+async def _account_ok() -> bool:
+    """Multi-user mode: an account removed since sign-in gets nothing more."""
+    if await cl.make_async(get_runtime().user_is_active)(_owner()):
+        return True
+    await render.send_text("This account no longer exists. Sign out, or ask for a new account.",
+                           error=True)
+    return False
 
 
 def _owner() -> str:
@@ -150,6 +166,8 @@ async def settings_changed(values: dict) -> None:
 async def on_message(message: cl.Message) -> None:
     rt = get_runtime()
     conv = _conv()
+    if conv is None:  # the chat never opened (e.g. a removed account)
+        return
     files = [(el.name or "image", Path(el.path).read_bytes())
              for el in message.elements or [] if getattr(el, "path", None)]
     uploads = []
@@ -170,7 +188,9 @@ async def on_message(message: cl.Message) -> None:
 
 @cl.action_callback("undo")
 async def undo_button(action: cl.Action) -> None:
-    await handle(Intent("undo"))
+    number = _number(action)
+    if number is not None:
+        await handle(Intent("undo", base=number))
 
 
 @cl.action_callback("variations")
@@ -221,6 +241,8 @@ async def handle(intent: Intent, uploads=()) -> None:
     """The one path for typed commands and buttons: apply, then render."""
     rt = get_runtime()
     conv = _conv()
+    if conv is None:  # the chat never opened (e.g. a removed account)
+        return
     on_event, events = _listener()
     outcome = await cl.make_async(rt.service.apply)(conv, intent, uploads=list(uploads),
                                                     settings=_settings(), on_event=on_event)

@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     local_user: str = "local"
     host: str = "127.0.0.1"
     port: int = 8000
+    allowed_hosts: list[str] = Field(default_factory=list, description=(
+        "Extra host names the local mode answers to (it answers to loopback names only)."))
 
     @field_validator("data_dir", "blob_dir")
     @classmethod
@@ -64,6 +66,17 @@ class Settings(BaseSettings):
         if self.mode == "local":
             return None
         return sorted(set(self.models) | ({self.model} if self.model else set()))
+
+    def local_hosts(self) -> list[str]:
+        """Host names the local mode serves: loopback, the bind address, and any extras.
+
+        A page on another site that gets its name to resolve to 127.0.0.1 (DNS
+        rebinding) is refused, since the local mode signs anyone in.
+        """
+        names = {"127.0.0.1", "localhost", "::1", "[::1]", *self.allowed_hosts}
+        if self.host not in ("0.0.0.0", "::", ""):
+            names.add(self.host)
+        return sorted(names)
 
     def backend_name(self) -> str:
         from pipelines import default_backend_name

@@ -11,6 +11,7 @@ import io
 
 from chainlit.auth import get_current_user
 from fastapi import APIRouter, Depends, HTTPException, Response
+from starlette.concurrency import run_in_threadpool
 from PIL import Image
 
 from sessions import HistoryError
@@ -26,10 +27,25 @@ def image_url(conversation_id: str, number: int, thumb: int | None = None) -> st
     return f"{url}?thumb={thumb}" if thumb else url
 
 
+async def current_owner(user=Depends(get_current_user)) -> str:
+    """The signed-in user's identifier, for every route that takes an id.
+
+    Without a token: 401. In multi-user mode an account removed since its token was
+    issued is refused too (Chainlit would quietly re-create it).
+    """
+    if user is None:
+        raise HTTPException(401, "Sign in first.", headers={"WWW-Authenticate": "Bearer"})
+    if not await run_in_threadpool(get_runtime().user_is_active, user.identifier):
+        raise HTTPException(401, "This account no longer exists.", headers={"WWW-Authenticate": "Bearer"})
+    return user.identifier
+
+
+# A plain def: FastAPI runs it on a worker thread, so reading, verifying and shrinking
+# pictures never blocks the event loop that carries every user's progress.
 @router.get("/images/{conversation_id}/{number}.png")
-async def node_image(conversation_id: str, number: int, thumb: int | None = None, user=Depends(get_current_user)):
+def node_image(conversation_id: str, number: int, thumb: int | None = None,
+               owner: str = Depends(current_owner)):
     rt = get_runtime()
-    owner = user.identifier if user is not None else rt.settings.local_user
     try:
         rt.store.conversation(conversation_id, owner=owner)
         node = rt.store.node(conversation_id, number)

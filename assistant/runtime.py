@@ -6,8 +6,10 @@ Owns their construction, once per process, on first use, and the start-up notice
 
 from __future__ import annotations
 
+import os
 import secrets
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -18,7 +20,7 @@ from pipelines import get_backend
 from sessions import Store
 
 from .config import Settings, get_settings
-from . import tables  # noqa: F401  (registers the chat's tables)
+from . import tables, users  # noqa: F401  (tables registers the chat's tables)
 from .queue import JobQueue
 from .service import BackendPool, ChatService
 
@@ -45,6 +47,12 @@ class Runtime:
     def notice(self) -> Optional[str]:
         return TINY_NOTICE if self.backend_name == "tiny" else None
 
+    def user_is_active(self, identifier: str) -> bool:
+        """Local mode: always. Multi-user mode: the account still exists."""
+        if self.settings.mode == "local":
+            return True
+        return users.is_active(self.store.engine, identifier)
+
     def close(self) -> None:
         self.queue.shutdown()
         self.store.close()
@@ -55,7 +63,7 @@ _lock = threading.Lock()
 
 
 def build_runtime(settings: Settings) -> Runtime:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_data_dir(settings.data_dir)
     store = Store.open(database_url=settings.resolved_database_url,
                        blob_dir=settings.resolved_blob_dir)
     SQLModel.metadata.create_all(store.engine)  # the chat's own tables (assistant.tables)
@@ -76,10 +84,34 @@ def get_runtime() -> Runtime:
 
 
 def auth_secret(data_dir: Path) -> str:
-    """The signing secret for sign-in tokens, made once and kept in the data folder."""
+    """The signing secret for sign-in tokens, made once and kept in the data folder.
+
+    Created readable by its owner alone, in one step, so no other user ever sees it
+    and two first starts agree on one secret.
+    """
     path = data_dir / "auth-secret"
-    if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(48))
-        path.chmod(0o600)
-    return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(48))
+            f.flush()
+            os.fsync(f.fileno())
+    for _ in range(50):  # another process may be writing it right now
+        secret = path.read_text().strip()
+        if secret:
+            return secret
+        time.sleep(0.05)
+    raise RuntimeError(f"{path} is empty: delete it and start again.")
+
+
+def private_data_dir(data_dir: Path) -> None:
+    """The data folder holds the database (password hashes) and the secret: owner only."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        data_dir.chmod(0o700)
+    except OSError:  # e.g. a mounted folder we do not own: leave it as its owner set it
+        pass

@@ -37,6 +37,10 @@ def run(args: argparse.Namespace) -> int:
               "signs sign-in tokens. Make one with `chainlit create-secret` (or any long random "
               "string), set it in the environment or .env, and start again.", file=sys.stderr)
         return 2
+    if settings.mode == "local" and host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"qwen-edit-chat: warning: the local mode signs in anyone who reaches it, and it "
+              f"listens on {host}. Use QEC_MODE=multi with accounts to serve other people.",
+              file=sys.stderr)
     # Local mode: one person, a secret made once and kept in the data folder.
     os.environ.setdefault("CHAINLIT_AUTH_SECRET", auth_secret(settings.data_dir))
     os.environ["CHAINLIT_HOST"], os.environ["CHAINLIT_PORT"] = host, str(port)

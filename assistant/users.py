@@ -78,6 +78,13 @@ def list_users(engine) -> list[str]:
                 if r.password_hash]
 
 
+def is_active(engine, name: str) -> bool:
+    """The account exists and can sign in (removed accounts' tokens stop working)."""
+    with Session(engine) as s:
+        row = s.get(UserRow, name)
+        return row is not None and row.password_hash is not None
+
+
 def verify(engine, name: str, password: str) -> bool:
     with Session(engine) as s:
         row = s.get(UserRow, name)

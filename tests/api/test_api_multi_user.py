@@ -111,3 +111,22 @@ def test_chat_image_route_is_owner_checked_too(multi_server, tokens, alices):
     url = f"/qec/images/{alices['conv']}/1.png"
     assert multi_server.client(tokens["alice"]).get(url).status_code == 200
     assert multi_server.client(tokens["bob"]).get(url).status_code == 404
+
+
+def test_a_removed_account_loses_access_at_once(multi_server):
+    from assistant import users
+    from sessions import db
+
+    engine = db.make_engine(f"sqlite:///{(multi_server.data_dir / 'qec.db').as_posix()}")
+    try:
+        users.add_user(engine, "carol", "carol-password-3")
+        _, r = sign_in(multi_server, "carol", "carol-password-3")
+        assert r.status_code == 200, r.text
+        carol = multi_server.client(r.cookies["access_token"])
+        assert carol.get(f"{API}/conversations").status_code == 200
+        users.remove_user(engine, "carol")
+        gone = carol.get(f"{API}/conversations")
+        assert gone.status_code == 401 and "no longer exists" in gone.json()["detail"]
+        assert sign_in(multi_server, "carol", "carol-password-3")[1].status_code == 401
+    finally:
+        engine.dispose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 
 import pytest
 from chainlit.context import init_http_context
@@ -30,7 +31,9 @@ def run(coro):
         init_http_context()  # outside a websocket session nothing is queued
         return await coro
 
-    return asyncio.run(in_context())
+    # On a thread of its own: Playwright's sync API may hold an event loop on this one.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, in_context()).result(timeout=60)
 
 
 def step(thread_id, sid, created, text, kind="assistant_message"):
