@@ -28,7 +28,6 @@ class Ticket:
     cancel: threading.Event = field(default_factory=threading.Event)
     seq: int = 0
     state: str = "queued"  # queued | running | done
-    on_start: Optional[Callable[[], None]] = None
 
 
 class JobQueue:
@@ -52,11 +51,11 @@ class JobQueue:
     # ---- public ---------------------------------------------------------------------
 
     def submit(self, conversation_id: str, fn: Callable[[threading.Event], Any], *,
-               label: str = "", on_start: Optional[Callable[[], None]] = None) -> Ticket:
+               label: str = "") -> Ticket:
         with self._cond:
             if self._closed:
                 raise RuntimeError("The job queue is shut down.")
-            ticket = Ticket(conversation_id, fn, label, seq=next(self._seq), on_start=on_start)
+            ticket = Ticket(conversation_id, fn, label, seq=next(self._seq))
             self._queued.append(ticket)
             self._cond.notify_all()
             return ticket
@@ -87,15 +86,6 @@ class JobQueue:
                 self._cond.notify_all()
                 return True
             return False
-
-    def busy(self, conversation_id: str) -> bool:
-        with self._cond:
-            return conversation_id in self._running or any(
-                t.conversation_id == conversation_id for t in self._queued)
-
-    def pending(self) -> int:
-        with self._cond:
-            return len(self._queued) + len(self._running)
 
     def shutdown(self, timeout: float = 5.0) -> None:
         with self._cond:
@@ -163,8 +153,6 @@ class JobQueue:
         if not ticket.future.set_running_or_notify_cancel():
             return
         try:
-            if ticket.on_start:
-                ticket.on_start()
             ticket.future.set_result(ticket.fn(ticket.cancel))
         except BaseException as e:  # the waiter gets every failure, including Cancelled
             ticket.future.set_exception(e)

@@ -22,6 +22,7 @@ from PIL import Image
 from pipelines import BackendError, Cancelled, EditRequest, GenerateRequest, backend_names
 from pipelines.base import MAX_INPUT_IMAGES, Backend
 from sessions import HistoryError, Job, Node, Store
+from sessions.export import MIME as EXPORT_MIME
 from sessions.store import CRASH_REASON
 
 from .queue import JobQueue, Ticket
@@ -349,7 +350,7 @@ class ChatService:
         if node is None:
             raise HistoryError("There is no image to export yet.")
         ext = "jpg" if fmt in ("jpeg", "jpg") else fmt
-        mime = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}.get(ext)
+        mime = EXPORT_MIME.get(ext)
         if mime is None:
             raise HistoryError(f"Cannot export as {fmt!r}; choose png, jpeg, webp or history.")
         return Export(f"{title}-{node.number}.{ext}", self.store.export_image(conv, node.number, fmt), mime)

@@ -37,6 +37,7 @@ from .base import (
     GenerateRequest,
 )
 
+MAX_PIXELS = 40_000_000
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 
 
@@ -172,8 +173,13 @@ async def _read_image(part, index: int) -> Image.Image:
         raise ApiError(413, f"Image {index} is larger than {MAX_UPLOAD_BYTES // 2**20} MB.", param="image")
     try:
         img = Image.open(io.BytesIO(data))
+        if img.width * img.height > MAX_PIXELS:  # checked before decoding: no pixel bombs
+            raise ApiError(413, f"Image {index} has {img.width}x{img.height} pixels; the limit is "
+                                f"{MAX_PIXELS // 1_000_000} megapixels.", param="image")
         img.load()
         return img
+    except ApiError:
+        raise
     except (Image.DecompressionBombError, Exception):
         name = part.filename or f"image {index}"
         raise ApiError(400, f"Image {index} ({name}) is not a picture that can be read.", param="image")

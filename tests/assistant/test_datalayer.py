@@ -122,7 +122,8 @@ def test_delete_thread_removes_rows_and_blobs(layer):
     run(layer.create_step(step("t1", "s1", "2026-01-01T00:00:01Z", "hi")))
     fid = run(layer.upsert_feedback(Feedback(forId="s1", value=1, comment="nice")))
     assert run(layer.get_thread("t1"))["steps"][0]["feedback"]["comment"] == "nice"
+    assert run(layer.delete_feedback(fid)) is True
+    assert "feedback" not in run(layer.get_thread("t1"))["steps"][0]
     run(layer.delete_thread("t1"))
     assert run(layer.get_thread("t1")) is None
     assert not layer.store.blobs.exists(node.sha256)
-    assert run(layer.delete_feedback(fid)) is True
