@@ -1,10 +1,11 @@
-"""The job queue: worker threads that run image jobs fairly across conversations.
+"""The job queue: worker threads that run image jobs fairly across users.
 
 Owns scheduling only: at most one running job per conversation, at most
-``workers`` running at once overall, and round-robin between conversations (the
-conversation that started a job least recently goes next; ties go to whoever asked
-first) so one busy user cannot starve the others. Knows nothing of the store,
-the backend or chainlit: a task is a callable taking its cancel event.
+``workers`` running at once overall, round-robin between owners and then between
+their conversations (whoever started a job least recently goes next; ties go to
+whoever asked first), and a cap on how many jobs one owner may have waiting, so
+one busy user cannot starve the others. Knows nothing of the store, the backend
+or chainlit: a task is a callable taking its cancel event.
 """
 
 from __future__ import annotations
@@ -24,17 +25,23 @@ class Ticket:
     conversation_id: str
     fn: Callable[[threading.Event], Any]
     label: str = ""
+    owner: str = ""
     future: Future = field(default_factory=Future)
     cancel: threading.Event = field(default_factory=threading.Event)
     seq: int = 0
     state: str = "queued"  # queued | running | done
 
 
+class QueueFull(Exception):
+    """One owner already has as many jobs waiting as the queue takes."""
+
+
 class JobQueue:
-    def __init__(self, workers: int = 1) -> None:
+    def __init__(self, workers: int = 1, max_waiting_per_owner: int = 32) -> None:
         if workers < 1:
             raise ValueError("The job queue needs at least one worker.")
         self.workers = workers
+        self.max_waiting_per_owner = max_waiting_per_owner
         self._cond = threading.Condition()
         self._queued: list[Ticket] = []
         self._running: dict[str, Ticket] = {}
@@ -51,11 +58,16 @@ class JobQueue:
     # ---- public ---------------------------------------------------------------------
 
     def submit(self, conversation_id: str, fn: Callable[[threading.Event], Any], *,
-               label: str = "") -> Ticket:
+               label: str = "", owner: str = "") -> Ticket:
+        owner = owner or conversation_id
         with self._cond:
             if self._closed:
                 raise RuntimeError("The job queue is shut down.")
-            ticket = Ticket(conversation_id, fn, label, seq=next(self._seq))
+            waiting = sum(1 for t in self._queued if t.owner == owner)
+            if waiting >= self.max_waiting_per_owner:
+                raise QueueFull(f"{waiting} images are already waiting for you; let some finish "
+                                f"(or stop them) before asking for more.")
+            ticket = Ticket(conversation_id, fn, label, owner=owner, seq=next(self._seq))
             self._queued.append(ticket)
             self._cond.notify_all()
             return ticket
@@ -111,13 +123,12 @@ class JobQueue:
         clock = time.monotonic()
         while remaining:
             free = [t for t in remaining if t.conversation_id not in busy]
-            pick = min(free or remaining,
-                       key=lambda t: (last.get(t.conversation_id, float("-inf")), t.seq))
+            pick = min(free or remaining, key=lambda t: _fairness(t, last))
             order.append(pick)
             remaining.remove(pick)
             # In the simulation each started task is assumed to finish before the next.
             clock += 1
-            last[pick.conversation_id] = clock
+            last[("owner", pick.owner)] = last[("conv", pick.conversation_id)] = clock
             busy.discard(pick.conversation_id)
         return order
 
@@ -125,7 +136,7 @@ class JobQueue:
         free = [t for t in self._queued if t.conversation_id not in self._running]
         if not free or len(self._running) >= self.workers:
             return None
-        return min(free, key=lambda t: (self._last_start.get(t.conversation_id, float("-inf")), t.seq))
+        return min(free, key=lambda t: _fairness(t, self._last_start))
 
     def _work(self) -> None:
         while True:
@@ -140,7 +151,9 @@ class JobQueue:
                     return
                 self._queued.remove(ticket)
                 self._running[ticket.conversation_id] = ticket
-                self._last_start[ticket.conversation_id] = time.monotonic()
+                now = time.monotonic()
+                self._last_start[("owner", ticket.owner)] = now
+                self._last_start[("conv", ticket.conversation_id)] = now
                 ticket.state = "running"
             self._run(ticket)
             with self._cond:
@@ -156,3 +169,10 @@ class JobQueue:
             ticket.future.set_result(ticket.fn(ticket.cancel))
         except BaseException as e:  # the waiter gets every failure, including Cancelled
             ticket.future.set_exception(e)
+
+
+def _fairness(ticket: Ticket, last_start: dict) -> tuple:
+    """Sort key: the owner served longest ago, then their conversation, then first asked."""
+    never = float("-inf")
+    return (last_start.get(("owner", ticket.owner), never),
+            last_start.get(("conv", ticket.conversation_id), never), ticket.seq)

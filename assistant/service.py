@@ -25,7 +25,7 @@ from sessions import HistoryError, Job, Node, Store
 from sessions.export import MIME as EXPORT_MIME
 from sessions.store import CRASH_REASON
 
-from .queue import JobQueue, Ticket
+from .queue import JobQueue, QueueFull, Ticket
 from .router import COMMANDS, MAX_VARIATIONS, Intent
 from .uploads import UploadError, load_upload
 
@@ -431,7 +431,12 @@ class ChatService:
                                  parent=parent, instruction=instruction, backend=backend,
                                  cancel=cancel)
 
-        ticket = self.queue.submit(conv, task, label=description)
+        try:
+            ticket = self.queue.submit(conv, task, label=description,
+                                       owner=self.store.conversation(conv).owner)
+        except QueueFull as e:
+            self._finish_cancelled(job.id, str(e))
+            raise HistoryError(str(e)) from None
         run = Run(job=job, ticket=ticket, description=description)
         if on_event is not None:
             run.listen(on_event)

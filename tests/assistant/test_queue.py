@@ -111,3 +111,39 @@ def test_cancel_queued_removes_it_and_flags_running():
         assert order == ["A1"]
     finally:
         q.shutdown()
+
+
+def test_fair_between_owners_not_just_conversations():
+    q = JobQueue(workers=1)
+    order, gate, make = _recorder()
+    try:
+        first = q.submit("ann-1", make("ann-1a", hold=True), owner="ann")
+        while not order:
+            time.sleep(0.005)
+        # Ann has three conversations busy, Bob one: Bob is not starved behind all of Ann's.
+        rest = [q.submit(c, make(name), owner=o) for c, name, o in (
+            ("ann-2", "ann-2a", "ann"), ("ann-3", "ann-3a", "ann"), ("bob-1", "bob-1a", "bob"))]
+        gate.set()
+        for t in [first, *rest]:
+            t.future.result(5)
+        assert order.index("bob-1a") == 1
+    finally:
+        q.shutdown()
+
+
+def test_one_owner_cannot_fill_the_queue():
+    from assistant.queue import QueueFull
+
+    q = JobQueue(workers=1, max_waiting_per_owner=2)
+    gate = threading.Event()
+    try:
+        q.submit("a", lambda c: gate.wait(5), owner="ann")
+        time.sleep(0.05)
+        q.submit("a", lambda c: None, owner="ann")
+        q.submit("b", lambda c: None, owner="ann")
+        with pytest.raises(QueueFull, match="already waiting"):
+            q.submit("c", lambda c: None, owner="ann")
+        q.submit("d", lambda c: None, owner="bob")  # others still get in
+    finally:
+        gate.set()
+        q.shutdown()

@@ -338,3 +338,22 @@ def test_deleting_stops_the_conversations_jobs(world):
         running.wait(5)
     assert queued.future.cancelled()
     assert service.active_runs(conv) == []
+
+
+def test_too_many_waiting_jobs_is_a_message_and_no_job_is_left_queued(tmp_path):
+    store = Store.open(database_url=f"sqlite:///{tmp_path}/q.db", blob_dir=tmp_path / "blobs")
+    backend, queue = GateBackend(hold=True), JobQueue(workers=1, max_waiting_per_owner=1)
+    service = ChatService(store, BackendPool("gate", lambda n, m: backend), queue)
+    conv = store.create_conversation(owner="ann").id
+    try:
+        service.apply(conv, Intent("generate", "one"))
+        assert backend.entered.acquire(timeout=5)
+        service.apply(conv, Intent("generate", "two"))
+        out = service.apply(conv, Intent("generate", "three"))
+        assert out.is_error and "already waiting" in out.message
+        assert [j.status for j in store.jobs(conv)] == ["running", "queued", "cancelled"]
+    finally:
+        for p in ("one", "two"):
+            backend.release(p)
+        queue.shutdown()
+        store.close()
