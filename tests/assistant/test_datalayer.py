@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import concurrent.futures
 
 import pytest
@@ -11,6 +12,7 @@ from chainlit.element import CustomElement, File, Image as ImageElement
 from chainlit.types import Feedback, Pagination, ThreadFilter
 from chainlit.user import User
 from PIL import Image
+from sqlalchemy import create_engine, text
 from sqlmodel import SQLModel
 
 import assistant.tables  # noqa: F401
@@ -18,9 +20,20 @@ from assistant.datalayer import HistoryDataLayer
 from sessions import NotFound, Store
 
 
-@pytest.fixture
-def layer(tmp_path):
-    store = Store.open(database_url=f"sqlite:///{tmp_path}/d.db", blob_dir=tmp_path / "blobs")
+@pytest.fixture(params=["sqlite", "postgres"])
+def layer(request, tmp_path):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/d.db"
+    else:
+        url = os.environ.get("QEC_TEST_POSTGRES_URL")
+        if not url:
+            pytest.skip("no PostgreSQL here: `make test` starts one via tests/support/start_postgres.sh")
+        engine = create_engine(url)
+        with engine.begin() as c:
+            c.execute(text("DROP SCHEMA public CASCADE"))
+            c.execute(text("CREATE SCHEMA public"))
+        engine.dispose()
+    store = Store.open(database_url=url, blob_dir=tmp_path / "blobs")
     SQLModel.metadata.create_all(store.engine)
     yield HistoryDataLayer(store)
     store.close()
