@@ -555,8 +555,9 @@ class _StepTracker:
         if self.cancel is not None and self.cancel.is_set():
             self.cancelled = True
         if self.cancelled:
-            # Skips the remaining steps; the pipeline still decodes, and we discard it.
-            pipe._interrupt = True
+            # Raised out of the pipeline call: the remaining steps and the VAE decode of
+            # an image nobody will keep are skipped (``_interrupt`` would still decode).
+            raise Cancelled()
         return kwargs
 
     def _preview(self, latents):

@@ -130,10 +130,18 @@ def test_cancel_stops_within_one_step_and_keeps_nothing(tiny, photo):
         if step == 1:
             cancel.set()
 
-    with pytest.raises(Cancelled):
-        tiny.edit(EditRequest("x", images=(photo,), seed=1, steps=8),
-                  progress=progress, cancel=cancel)
+    pipe = tiny._edit_pipeline()
+    decodes = []
+    real_decode = pipe.vae.decode
+    pipe.vae.decode = lambda *a, **k: (decodes.append(1), real_decode(*a, **k))[1]
+    try:
+        with pytest.raises(Cancelled):
+            tiny.edit(EditRequest("x", images=(photo,), seed=1, steps=8),
+                      progress=progress, cancel=cancel)
+    finally:
+        pipe.vae.decode = real_decode
     assert steps == [1]
+    assert decodes == []  # the image nobody will keep is not decoded either
 
 
 def test_cancel_before_start_runs_nothing(tiny):
