@@ -244,8 +244,15 @@ async def handle(intent: Intent, uploads=()) -> None:
     if conv is None:  # the chat never opened (e.g. a removed account)
         return
     on_event, events = _listener()
-    outcome = await cl.make_async(rt.service.apply)(conv, intent, uploads=list(uploads),
-                                                    settings=_settings(), on_event=on_event)
+    applying = asyncio.ensure_future(cl.make_async(rt.service.apply)(
+        conv, intent, uploads=list(uploads), settings=_settings(), on_event=on_event))
+    try:
+        outcome = await asyncio.shield(applying)
+    except asyncio.CancelledError:
+        # Stop pressed while the jobs were being queued: let that finish, then stop them.
+        await applying
+        rt.service.cancel(conv)
+        raise
     await render.show(conv, outcome, rt.store, events)
 
 
