@@ -197,7 +197,8 @@ async def undo_button(action: cl.Action) -> None:
 async def variations_button(action: cl.Action) -> None:
     number = _number(action)
     if number is not None:
-        await handle(Intent("variations", base=number, count=_settings().variations))
+        # What typing "variations" does: the conversation's own number of variations.
+        await handle(Intent("variations", base=number, default_count=True))
 
 
 @cl.action_callback("branch")

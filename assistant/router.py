@@ -68,6 +68,9 @@ class Intent:
     base: int | None = None
     count: int = 1
     fmt: str | None = None
+    # True when the user asked for "variations" without saying how many: the service
+    # may then use the conversation's own setting instead of DEFAULT_VARIATIONS.
+    default_count: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -193,7 +196,7 @@ def _slash_branch(args: str) -> Intent:
 
 def _slash_variations(args: str) -> Intent:
     if not args:
-        return Intent("variations", count=DEFAULT_VARIATIONS)
+        return Intent("variations", count=DEFAULT_VARIATIONS, default_count=True)
     if not re.fullmatch(_NUM, args, re.I):
         raise _Refusal("/variations takes a number, like /variations 4.")
     return Intent("variations", count=_variation_count(_number(args)))
@@ -361,14 +364,15 @@ def _export(m: re.Match) -> Intent | None:
 def _variations(m: re.Match) -> Intent:
     groups = m.groupdict()
     quantity = groups.get("qty")
+    default = False
     if quantity and quantity != "some":
         count = _number(quantity)
     elif (groups.get("noun") or "").endswith("s") or quantity == "some":
-        count = DEFAULT_VARIATIONS
+        count, default = DEFAULT_VARIATIONS, True
     else:
         count = 1
     base = _node_number(groups["ref"]) if groups.get("ref") else None
-    return Intent("variations", count=_variation_count(count), base=base)
+    return Intent("variations", count=_variation_count(count), base=base, default_count=default)
 
 
 def _fixed(kind: str, **fields):

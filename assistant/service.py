@@ -325,14 +325,15 @@ class ChatService:
             raise HistoryError(
                 f"#{source.number} is an {source.kind}, not something the model made, so there "
                 f"is nothing to re-run. Describe an edit first.")
+        count = settings.variations if intent.default_count else intent.count
         runs = []
-        for i in range(intent.count):
+        for i in range(count):
             request = dict(recorded, seed=None)  # a fresh seed each time
             runs.append(self._submit(
                 conv, kind="variation", request=request, inputs=list(source.input_numbers),
                 parent=source.parent_number, instruction=source.instruction,
                 settings=settings, on_event=on_event,
-                description=f"Variation {i + 1} of {intent.count} of #{source.number}"))
+                description=f"Variation {i + 1} of {count} of #{source.number}"))
         return Outcome(runs=runs)
 
     def _title_if_untitled(self, conv: str, text: str) -> None:

@@ -38,6 +38,10 @@ def variations(count=1, base=None):
     return Intent("variations", count=count, base=base)
 
 
+def default_variations(base=None):
+    return Intent("variations", count=DEFAULT_VARIATIONS, base=base, default_count=True)
+
+
 def export(fmt="png", base=None):
     return Intent("export", fmt=fmt, base=base)
 
@@ -183,11 +187,11 @@ def test_edit_from_an_earlier_image(text, expected):
     case("another 2", variations(2)),
     case("a couple of variations", variations(2)),
     case("a few more options", variations(3)),
-    case("variations", variations(DEFAULT_VARIATIONS)),
-    case("more variations", variations(DEFAULT_VARIATIONS)),
-    case("some variations please", variations(DEFAULT_VARIATIONS)),
-    case("give me variations", variations(DEFAULT_VARIATIONS)),
-    case("variations of #2", variations(DEFAULT_VARIATIONS, base=2)),
+    case("variations", default_variations()),
+    case("more variations", default_variations()),
+    case("some variations please", default_variations()),
+    case("give me variations", default_variations()),
+    case("variations of #2", default_variations(base=2)),
     case("give me 2 versions of image 4", variations(2, base=4)),
 ])
 def test_variations(text, expected):
@@ -389,7 +393,7 @@ def test_negative_attachments_is_a_programming_error():
     case("/branch 2", checkout(2)),
     case("/branch 2 make it night", edit("make it night", base=2)),
     case("/branch #2, Make It Night", edit("Make It Night", base=2)),
-    case("/variations", variations(DEFAULT_VARIATIONS)),
+    case("/variations", default_variations()),
     case("/variations 5", variations(5)),
     case("/variations one", variations(1)),
     case(f"/variations {MAX_VARIATIONS}", variations(MAX_VARIATIONS)),

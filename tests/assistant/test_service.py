@@ -357,3 +357,13 @@ def test_too_many_waiting_jobs_is_a_message_and_no_job_is_left_queued(tmp_path):
             backend.release(p)
         queue.shutdown()
         store.close()
+
+
+def test_variations_without_a_number_use_the_conversations_setting(world):
+    store, backend, service = world
+    conv = store.create_conversation(owner="ann").id
+    say(service, conv, "a fox")
+    _, results = say(service, conv, "give me variations", settings=ChatSettings(variations=2))
+    assert len(results) == 2
+    _, results = say(service, conv, "give me 3 variations", settings=ChatSettings(variations=2))
+    assert len(results) == 3
