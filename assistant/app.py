@@ -179,6 +179,7 @@ async def on_message(message: cl.Message) -> None:
             await render.send_text(f"{e} Nothing from this message was kept; the conversation goes on.",
                                    error=True)
             return
+        await render.repoint_uploads(conv, message, uploads)
     text = message.content or ""
     if message.command:
         text = f"/{message.command} {text}"

@@ -100,6 +100,19 @@ async def send_node(conv: str, node: Node, store: Store, text: str = "") -> cl.M
     return msg
 
 
+async def repoint_uploads(conv: str, message: cl.Message, uploads: list[Node]) -> None:
+    """Show the user's own message with the kept copies of what they sent.
+
+    Chainlit's copies live in a per-session folder it deletes later, so a reopened
+    conversation would show an empty bubble; ours are served from the blob store.
+    """
+    for el in list(message.elements or []):
+        await el.remove()
+    for node in uploads:
+        await cl.Image(name=f"#{node.number}", url=image_url(conv, node.number), display="inline",
+                       size="small", mime="image/png").send(for_id=message.id)
+
+
 async def send_text(text: str, *, error: bool = False) -> None:
     await cl.Message(content=("⚠️ " + text) if error else text).send()
 

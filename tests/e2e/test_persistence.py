@@ -47,6 +47,9 @@ def test_conversation_survives_a_restart(browser, tmp_path):
         for n in (1, 2, 3, 4):
             img = page.locator(f"img.inline-image[src$='/qec/images/{thread}/{n}.png']").first
             assert image_loaded(img) > 0, f"image #{n} did not load after the restart"
+        # The user's own upload shows in their message too, from the blob store.
+        sent = page.locator(f'.step[data-step-type="user_message"] img[src$="/qec/images/{thread}/1.png"]')
+        assert image_loaded(sent.first) > 0
         texts = "\n".join(assistant_texts(page))
         for expected in ("Uploaded as #1", "#2 · edit of #1", "#3 · edit of #2", "Back to #2"):
             assert expected in texts, texts
