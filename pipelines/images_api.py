@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hmac
 import io
+import os
 import threading
 import time
 from typing import Any, Optional
@@ -50,9 +52,22 @@ class ApiError(Exception):
         self.status, self.message, self.type, self.param = status, message, type_, param
 
 
-def create_app(backend: Backend, *, model_name: Optional[str] = None) -> FastAPI:
-    """A FastAPI app serving ``backend``; calls run one at a time in a worker thread."""
+def create_app(backend: Backend, *, model_name: Optional[str] = None,
+               api_key: Optional[str] = None) -> FastAPI:
+    """A FastAPI app serving ``backend``; calls run one at a time in a worker thread.
+
+    With ``api_key``, every request must carry ``Authorization: Bearer <api_key>``.
+    """
     app = FastAPI(title="Qwen Edit Chat images API")
+
+    if api_key:
+        @app.middleware("http")
+        async def _check_key(request, call_next):
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
+                return _error(401, "A valid API key is required (Authorization: Bearer ...).",
+                              "invalid_request_error", None)
+            return await call_next(request)
     lock = threading.Lock()  # backends hold one pipeline; never run two calls at once
     served_model = model_name or getattr(backend, "model", None) or backend.name
 
@@ -233,9 +248,11 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--backend", default=None, help="backend name (default: qwen with a GPU, else tiny)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8091)
+    parser.add_argument("--api-key", default=os.environ.get("QEC_IMAGES_API_KEY"),
+                        help="require this key from clients (default: $QEC_IMAGES_API_KEY; none)")
     args = parser.parse_args(argv)
     backend = get_backend(args.backend or default_backend_name())
-    uvicorn.run(create_app(backend), host=args.host, port=args.port)
+    uvicorn.run(create_app(backend, api_key=args.api_key), host=args.host, port=args.port)
 
 
 if __name__ == "__main__":

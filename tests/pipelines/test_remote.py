@@ -389,3 +389,12 @@ def test_settings_come_from_the_environment(monkeypatch):
     assert isinstance(remote, RemoteBackend)
     assert remote.base_url == "http://gpu-box:9000/v1"
     assert remote.model == "Qwen/Qwen-Image-Edit-2509"
+
+
+def test_images_api_with_a_key_refuses_others_and_serves_the_remote_backend(recorder):
+    with serve(create_app(recorder, api_key="s3cret")) as url:
+        wrong = RemoteBackend(base_url=url, api_key="nope", timeout=60)
+        with pytest.raises(BackendError, match="401|key"):
+            wrong.generate(GenerateRequest("a fox", steps=2, width=64, height=64))
+        right = RemoteBackend(base_url=url, api_key="s3cret", timeout=60)
+        assert right.generate(GenerateRequest("a fox", steps=2, width=64, height=64)).image.size == (64, 64)
