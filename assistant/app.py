@@ -21,7 +21,7 @@ from pipelines import backend_names
 
 from assistant import api, render, routes, users
 from assistant.datalayer import HistoryDataLayer
-from assistant.router import COMMANDS, DEFAULT_VARIATIONS, Intent, route
+from assistant.router import COMMANDS, DEFAULT_VARIATIONS, EXPORT_FORMATS, Intent, route
 from assistant.runtime import get_runtime
 from assistant.service import SIZE_CHOICES, USER_ERRORS, ChatSettings, settings_from_panel
 
@@ -187,40 +187,29 @@ async def on_message(message: cl.Message) -> None:
     await handle(route(text, has_image=head is not None, attachments=len(uploads)), uploads)
 
 
-@cl.action_callback("undo")
-async def undo_button(action: cl.Action) -> None:
-    number = _number(action)
-    if number is not None:
-        await handle(Intent("undo", base=number))
+# Buttons: each builds the Intent the typed command would, from the image it sits
+# under. The payload comes back from the browser, so its number is checked first.
+BUTTONS = {
+    "undo": lambda n, p: Intent("undo", base=n),
+    # "variations" as typed: the conversation's own number of variations.
+    "variations": lambda n, p: Intent("variations", base=n, default_count=True),
+    "branch": lambda n, p: Intent("checkout", base=n),
+    "checkout": lambda n, p: Intent("checkout", base=n),
+    "export": lambda n, p: Intent("export", base=n, fmt=p.get("fmt") if p.get("fmt") in EXPORT_FORMATS else "png"),
+}
 
 
-@cl.action_callback("variations")
-async def variations_button(action: cl.Action) -> None:
-    number = _number(action)
-    if number is not None:
-        # What typing "variations" does: the conversation's own number of variations.
-        await handle(Intent("variations", base=number, default_count=True))
+def _button(build):
+    async def on_click(action: cl.Action) -> None:
+        number = _number(action)
+        if number is not None:
+            await handle(build(number, action.payload or {}))
+
+    return on_click
 
 
-@cl.action_callback("branch")
-async def branch_button(action: cl.Action) -> None:
-    number = _number(action)
-    if number is not None:
-        await handle(Intent("checkout", base=number))
-
-
-@cl.action_callback("checkout")
-async def checkout_button(action: cl.Action) -> None:
-    number = _number(action)
-    if number is not None:
-        await handle(Intent("checkout", base=number))
-
-
-@cl.action_callback("export")
-async def export_button(action: cl.Action) -> None:
-    number = _number(action)
-    if number is not None:
-        await handle(Intent("export", base=number, fmt=action.payload.get("fmt") or "png"))
+for _name, _build in BUTTONS.items():
+    cl.action_callback(_name)(_button(_build))
 
 
 @cl.action_callback("retry")
