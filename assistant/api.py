@@ -31,8 +31,9 @@ from pipelines import BackendError
 from pipelines.base import MAX_INPUT_IMAGES
 from sessions import BlobCorrupted, HistoryError, NotFound
 from sessions.models import Conversation, Job, Node
+from sessions.store import MAX_NUMBER
 
-from .router import route
+from . import routes
 from .routes import current_owner
 from .runtime import get_runtime
 from .service import ChatSettings, Outcome
@@ -44,7 +45,6 @@ MAX_MESSAGE_BODY = MAX_IMAGES * MAX_BYTES + 2**20  # three full-size images and 
 MAX_OTHER_BODY = 64 * 1024  # titles and {"text": ...}: nothing else needs more
 MAX_TEXT = 10_000
 MAX_TITLE = 500  # the column's length
-MAX_NUMBER = 2**31 - 1  # larger node numbers cannot exist, and would overflow the database
 ExportFormat = Literal["png", "jpeg", "jpg", "webp", "history"]
 
 api = FastAPI(
@@ -518,7 +518,7 @@ def _apply(conv: Conversation, text: str, files: list[tuple[str, bytes]]):
     rt = get_runtime()
     uploads = rt.service.add_uploads(conv.id, files) if files else []
     head = rt.store.head(conv.id)
-    intent = route(text, has_image=head is not None, attachments=len(uploads))
+    intent = rt.service.intent_for(conv.id, text, attachments=len(uploads))
     outcome = rt.service.apply(conv.id, intent, uploads=uploads,
                                settings=ChatSettings.from_dict(conv.settings))
     export_query = None
@@ -563,7 +563,4 @@ def get_job(job_id: str, request: Request, owner: Owner):
 
 def install(app) -> None:
     """Mount the API at /api/v1, ahead of Chainlit's catch-all page route."""
-    before = list(app.router.routes)
-    app.mount(PREFIX, api)
-    added = [r for r in app.router.routes if r not in before]
-    app.router.routes[:] = added + before
+    routes.ahead_of_the_rest(app, lambda: app.mount(PREFIX, api))

@@ -21,7 +21,7 @@ from pipelines import backend_names
 
 from assistant import api, render, routes, users
 from assistant.datalayer import HistoryDataLayer
-from assistant.router import COMMANDS, DEFAULT_VARIATIONS, EXPORT_FORMATS, Intent, route
+from assistant.router import COMMANDS, DEFAULT_VARIATIONS, EXPORT_FORMATS, Intent
 from assistant.runtime import get_runtime
 from assistant.service import SIZE_CHOICES, USER_ERRORS, ChatSettings, settings_from_panel
 
@@ -183,8 +183,8 @@ async def on_message(message: cl.Message) -> None:
     text = message.content or ""
     if message.command:
         text = f"/{message.command} {text}"
-    head = await cl.make_async(rt.store.head)(conv)
-    await handle(route(text, has_image=head is not None, attachments=len(uploads)), uploads)
+    intent = await cl.make_async(rt.service.intent_for)(conv, text, attachments=len(uploads))
+    await handle(intent, uploads)
 
 
 # Buttons: each builds the Intent the typed command would, from the image it sits

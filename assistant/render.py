@@ -43,7 +43,7 @@ async def show(conv: str, outcome: Outcome, store: Store, events: "asyncio.Queue
         await follow_runs(conv, outcome.runs, events)
 
 
-def describe(node: Node, source: Optional[Node] = None) -> str:
+def describe(node: Node) -> str:
     """"#4 - edit of #3 - seed 1234 - 11.2 s" for a node."""
     parts = [f"**#{node.number}**"]
     if node.kind == "upload":
@@ -93,7 +93,7 @@ def node_elements(conv: str, node: Node, source: Optional[Node]) -> list:
 
 async def send_node(conv: str, node: Node, store: Store, text: str = "") -> cl.Message:
     source = store.node(conv, node.parent_number) if node.parent_number else None
-    content = f"{text}\n\n{describe(node, source)}" if text else describe(node, source)
+    content = f"{text}\n\n{describe(node)}" if text else describe(node)
     msg = cl.Message(content=content, elements=node_elements(conv, node, source),
                      actions=node_actions(node))
     await msg.send()
@@ -191,7 +191,7 @@ class RunView:
     async def finish(self, conv: str, result: RunResult) -> None:
         if self.preview is not None:
             await self.preview.remove()
-        self.msg.content = describe(result.node, result.source)
+        self.msg.content = describe(result.node)
         self.msg.elements = node_elements(conv, result.node, result.source)
         self.msg.actions = node_actions(result.node)
         await self.msg.update()

@@ -68,7 +68,16 @@ def node_image(conversation_id: str, number: int, thumb: int | None = None,
 
 def install(app) -> None:
     """Put our routes ahead of Chainlit's catch-all page route."""
+    ahead_of_the_rest(app, lambda: app.include_router(router))
+
+
+def ahead_of_the_rest(app, attach) -> None:
+    """Run ``attach`` (which adds routes or mounts to ``app``) and move what it added first.
+
+    Chainlit ends its app with a catch-all route for its page, so anything added
+    after it would never be reached.
+    """
     before = list(app.router.routes)
-    app.include_router(router)
+    attach()
     added = [r for r in app.router.routes if r not in before]
     app.router.routes[:] = added + before

@@ -26,7 +26,7 @@ from sessions.export import MIME as EXPORT_MIME
 from sessions.store import CRASH_REASON
 
 from .queue import JobQueue, QueueFull, Ticket
-from .router import COMMANDS, MAX_VARIATIONS, Intent
+from .router import COMMANDS, MAX_VARIATIONS, Intent, route
 from .uploads import UploadError, load_upload
 
 # Errors whose message is shown to the user as is.
@@ -223,6 +223,11 @@ class ChatService:
                                     move_head=False) for name, img in images]
 
     # ---- intents ----------------------------------------------------------------------
+
+    def intent_for(self, conversation_id: str, text: str, *, attachments: int = 0) -> Intent:
+        """What a typed message means here (it depends on whether there is an image yet)."""
+        has_image = self.store.head(conversation_id) is not None
+        return route(text, has_image=has_image, attachments=attachments)
 
     def apply(self, conversation_id: str, intent: Intent, *, uploads: list[Node] = (),
               settings: Optional[ChatSettings] = None, on_event: Optional[EventSink] = None,
