@@ -26,7 +26,7 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from PIL import Image
+from PIL import Image, ImageOps
 from starlette.datastructures import UploadFile
 
 from .base import (
@@ -192,7 +192,8 @@ async def _read_image(part, index: int) -> Image.Image:
             raise ApiError(413, f"Image {index} has {img.width}x{img.height} pixels; the limit is "
                                 f"{MAX_PIXELS // 1_000_000} megapixels.", param="image")
         img.load()
-        return img
+        # Upright as the camera meant it: phones store the rotation in EXIF.
+        return ImageOps.exif_transpose(img)
     except ApiError:
         raise
     except (Image.DecompressionBombError, Exception):

@@ -1,20 +1,23 @@
-"""The ``qwen`` backend: Qwen Image Edit Plus on diffusers, plus text-to-image.
+"""The ``qwen`` backend: Qwen Image Edit on diffusers, plus text-to-image.
 
 Owns loading (model id or local folder, revision, dtype, device, memory profile,
-Lightning LoRA, attention backend), the call into the diffusers pipelines, size
-planning (via ``pipelines.sizes``), previews, cancellation and seeds. Knows nothing
-of chainlit, the edit history or how results are stored: PIL images and the plain
-dataclasses of ``pipelines.base`` go in and out.
+Lightning LoRA, attention backend and the other levers), placing the model on the
+device, the call into the diffusers pipelines, size planning (via
+``pipelines.sizes``), previews, cancellation, seeds, and turning out-of-memory into
+advice. Knows nothing of chainlit, the edit history or how results are stored: PIL
+images and the plain dataclasses of ``pipelines.base`` go in and out. How much memory
+a profile needs, and which one ``auto`` picks, is ``pipelines.profiles``' arithmetic;
+what each lever does to the modules is ``pipelines.levers``'.
 
-Edits use ``QwenImageEditPlusPipeline``. Text-to-image uses ``QwenImagePipeline``
-built on the same text encoder, tokenizer and VAE, with only the transformer
-loaded from ``t2i_model`` (or, with ``t2i_mode="canvas"``, the edit model paints on
-a blank canvas, which needs no second transformer in memory).
+The pipeline class comes from the model's ``model_index.json``: Edit Plus
+(2509, 2511: up to three pictures) or the original Qwen-Image-Edit (one picture).
+Text-to-image uses ``QwenImagePipeline`` built on the same text encoder, tokenizer
+and VAE, with only the transformer loaded from ``t2i_model`` (or, in canvas mode,
+the edit model paints on a blank canvas, which needs no second transformer).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import secrets
@@ -28,6 +31,7 @@ from typing import Any, Optional, Sequence
 
 from PIL import Image
 
+from . import levers, profiles, reuse
 from . import sizes as size_math
 from .base import (
     BackendError,
@@ -40,14 +44,17 @@ from .base import (
     ProgressFn,
     Result,
 )
+from . import lightning as lightning_table
+from .lightning import LIGHTNING_SCHEDULER_CONFIG, LIGHTNING_STEPS, model_name, split_lora
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "Qwen/Qwen-Image-Edit-2511"
 DEFAULT_T2I_MODEL = "Qwen/Qwen-Image"
-PROFILES = ("full", "model-offload", "group-offload", "fp8", "nf4")
-CUDA_ONLY_PROFILES = ("model-offload", "group-offload", "nf4")
-T2I_MODES = ("pipeline", "canvas")
+PROFILES = (profiles.AUTO, *profiles.PROFILES)
+CUDA_ONLY_PROFILES = profiles.CUDA_ONLY
+T2I_MODES = ("auto", "pipeline", "canvas")
+CACHES = ("off", *levers.CACHE_SETTINGS)
 
 # Model-card defaults (Qwen-Image-Edit-2511 and Qwen-Image).
 EDIT_STEPS = 40
@@ -57,36 +64,15 @@ TRUE_CFG_SCALE = 4.0
 DEFAULT_NEGATIVE_PROMPT = " "
 CANVAS_COLOR = (255, 255, 255)
 
-# The scheduler the Lightning LoRAs were distilled with (lightx2v model card):
-# shift 3 everywhere and no terminal stretch.
-LIGHTNING_SCHEDULER_CONFIG = {
-    "base_image_seq_len": 256,
-    "base_shift": 1.0986122886681098,  # math.log(3)
-    "invert_sigmas": False,
-    "max_image_seq_len": 8192,
-    "max_shift": 1.0986122886681098,
-    "num_train_timesteps": 1000,
-    "shift": 1.0,
-    "shift_terminal": None,
-    "stochastic_sampling": False,
-    "time_shift_type": "exponential",
-    "use_beta_sigmas": False,
-    "use_dynamic_shifting": True,
-    "use_exponential_sigmas": False,
-    "use_karras_sigmas": False,
-}
-LIGHTNING_STEPS = (4, 8)
-# (model id substring, repo, weight file, subfolder) for the published LoRAs.
-_LIGHTNING_LORAS = (
-    ("Qwen-Image-Edit-2511", "lightx2v/Qwen-Image-Edit-2511-Lightning",
-     "Qwen-Image-Edit-2511-Lightning-{n}steps-V1.0-bf16.safetensors", None),
-    ("Qwen-Image-Edit-2509", "lightx2v/Qwen-Image-Lightning",
-     "Qwen-Image-Edit-2509-Lightning-{n}steps-V1.0-bf16.safetensors", "Qwen-Image-Edit-2509"),
-    ("Qwen-Image-Edit", "lightx2v/Qwen-Image-Lightning",
-     "Qwen-Image-Edit-Lightning-{n}steps-V1.0-bf16.safetensors", None),
-    ("Qwen-Image", "lightx2v/Qwen-Image-Lightning",
-     "Qwen-Image-Lightning-{n}steps-V2.0-bf16.safetensors", None),
-)
+# `_class_name` in model_index.json -> how many pictures one edit takes.
+EDIT_PIPELINES = {"QwenImageEditPlusPipeline": 3, "QwenImageEditPipeline": 1}
+# Processors that would pull in a video processor (so torchvision) if loaded as named.
+_VL_PROCESSORS = ("Qwen2VLProcessor", "Qwen2_5_VLProcessor", "ImageOnlyQwen2VLProcessor")
+# The original Qwen-Image-Edit sizes every input to about 1 MP, for the VAE and the
+# vision encoder alike (fixed in its code, not module constants).
+_ORIGINAL_EDIT_AREA = 1024 * 1024
+# What ``auto`` plans for: a 1 MP result from three 1 MP pictures.
+PLANNED_WORK = profiles.Workload(output_mp=1.0, input_mp=3.0)
 
 _DTYPE_NAMES = {
     "bf16": "bfloat16", "bfloat16": "bfloat16",
@@ -100,7 +86,7 @@ _CALL_LOCK = threading.Lock()
 
 
 class QwenBackend:
-    """Qwen Image Edit Plus through diffusers. Loads lazily on the first call."""
+    """Qwen Image Edit through diffusers. Loads lazily on the first call."""
 
     name = "qwen"
     note: Optional[str] = None
@@ -111,13 +97,16 @@ class QwenBackend:
         revision: Optional[str] = None,
         dtype: Any = None,
         device: Optional[str] = None,
-        profile: str = "full",
+        profile: str = profiles.AUTO,
         lightning: Optional[int] = None,
         lightning_lora: Optional[str] = None,
-        attention: Optional[str] = None,
+        attention: Optional[str] = "auto",
+        compile: bool = False,
+        cache: Optional[str] = "off",
+        reuse_encodings: bool = True,
         t2i_model: Optional[str] = DEFAULT_T2I_MODEL,
         t2i_revision: Optional[str] = None,
-        t2i_mode: str = "pipeline",
+        t2i_mode: str = "auto",
         t2i_lightning_lora: Optional[str] = None,
         steps: Optional[int] = None,
         t2i_steps: Optional[int] = None,
@@ -135,16 +124,20 @@ class QwenBackend:
         self.revision = revision
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.torch_dtype = _parse_dtype(dtype, self.device)
+        profile = profile or profiles.AUTO
         if profile not in PROFILES:
             raise BackendUnavailable(
                 f"Unknown memory profile {profile!r}. Choose one of: {', '.join(PROFILES)}."
             )
-        if profile in CUDA_ONLY_PROFILES and not str(self.device).startswith("cuda"):
+        if profile in CUDA_ONLY_PROFILES and not levers.is_cuda(self.device):
             raise BackendUnavailable(
                 f"The {profile!r} memory profile needs a CUDA GPU, but the device is "
-                f"{self.device!r}. Use profile 'full' here."
+                f"{self.device!r}. Use profile 'auto' or 'full' here."
             )
-        self.profile = profile
+        self.requested_profile = profile
+        # ``auto`` becomes a real profile when the model loads (it measures free memory).
+        self.profile = profile if profile != profiles.AUTO else None
+        self.profile_reason: Optional[str] = None
         if t2i_mode not in T2I_MODES:
             raise BackendUnavailable(
                 f"Unknown text-to-image mode {t2i_mode!r}. Choose one of: {', '.join(T2I_MODES)}."
@@ -152,16 +145,22 @@ class QwenBackend:
         self.t2i_mode = t2i_mode
         self.t2i_model = str(t2i_model) if t2i_model else None
         self.t2i_revision = t2i_revision
+        if t2i_mode == "auto" and self._t2i_shares_edit_model:
+            self.t2i_mode = "pipeline"  # no second transformer: nothing to weigh
         if lightning is not None and int(lightning) not in LIGHTNING_STEPS:
             raise BackendUnavailable("Lightning comes in 4 or 8 steps; set lightning to 4 or 8.")
         self.lightning = int(lightning) if lightning is not None else None
-        self.lightning_lora = _lightning_lora(self.model, self.lightning, lightning_lora)
+        self.lightning_lora = lightning_table.lightning_lora(self.model, self.lightning, lightning_lora)
         self.t2i_lightning_lora = None
-        if self.lightning and self.t2i_mode == "pipeline" and not self._t2i_shares_edit_model:
-            self.t2i_lightning_lora = _lightning_lora(
-                self.t2i_model, self.lightning, t2i_lightning_lora
-            )
+        if self.lightning and self.t2i_mode != "canvas" and not self._t2i_shares_edit_model:
+            self.t2i_lightning_lora = lightning_table.lightning_lora(
+                self.t2i_model, self.lightning, t2i_lightning_lora)
         self.attention = _check_attention(attention)
+        if cache not in (None, *CACHES):
+            raise BackendUnavailable(f"Unknown step cache {cache!r}. Choose one of: {', '.join(CACHES)}.")
+        self.cache = None if cache in (None, "off") else cache
+        self.compile = bool(compile)
+        self.reuse_encodings = bool(reuse_encodings)
         for label, value in (("steps", steps), ("t2i_steps", t2i_steps)):
             if value is not None and int(value) < 2:
                 raise BackendUnavailable(f"{label} must be at least 2.")
@@ -175,19 +174,28 @@ class QwenBackend:
         self.t2i_size = (int(t2i_size[0]), int(t2i_size[1]))
         self.preview_every = preview_every
         self.cpu_threads = int(cpu_threads) if cpu_threads else None
-        self.capabilities = Capabilities()
+        self.pipeline_class: Optional[str] = None
+        self.capabilities = Capabilities(max_input_images=_pictures_per_edit(self.model))
 
         self._lock = threading.RLock()
         self._edit_pipe = None
         self._t2i_pipe = None
         self._previewer = None
         self._offload_owner = None
+        self._caches: dict = {}
 
     # ----- public API -------------------------------------------------------------
 
     def load(self) -> None:
         """Load the edit pipeline now rather than on the first call."""
         self._edit_pipeline()
+
+    def close(self) -> None:
+        """Drop the loaded pipelines and give their memory back (GPU included)."""
+        with self._lock, _CALL_LOCK:
+            self._edit_pipe = self._t2i_pipe = self._previewer = self._offload_owner = None
+            self._caches = {}
+        levers.free_memory(self.device)
 
     def edit(
         self,
@@ -210,6 +218,7 @@ class QwenBackend:
     ) -> Result:
         if not isinstance(request, GenerateRequest):
             raise BadRequest("generate() takes a GenerateRequest.")
+        self._edit_pipeline()  # settles ``auto``: canvas or a text-to-image pipeline
         if self.t2i_mode == "canvas":
             square = size_math.fit_area(1, 1, self.output_area or self.vae_area)
             planned = _plan(size_math.plan_generate, request.width, request.height,
@@ -222,17 +231,27 @@ class QwenBackend:
 
     def _edit(self, prompt, images, request, progress, cancel, *, mode: str) -> Result:
         _raise_if_cancelled(cancel)
+        pipe = self._edit_pipeline()
+        limit = self.capabilities.max_input_images
+        if len(images) > limit:
+            raise BadRequest(
+                f"{model_name(self.model)} edits one picture at a time with no references "
+                f"(this edit had {len(images)}). Use Qwen-Image-Edit-2511 or 2509 for references."
+                if limit == 1 else
+                f"This model takes at most {limit} pictures per edit; this one had {len(images)}."
+            )
+        plus = self.pipeline_class != "QwenImageEditPipeline"
+        vae_area = self.vae_area if plus else _ORIGINAL_EDIT_AREA
         planned = _plan(
             size_math.plan_edit,
             [img.size for img in images],
             request.width if mode == "edit" else None,
             request.height if mode == "edit" else None,
-            vae_area=self.vae_area,
-            condition_area=self.condition_area,
+            vae_area=vae_area,
+            condition_area=self.condition_area if plus else _ORIGINAL_EDIT_AREA,
             output_area=self.output_area,
             max_output_area=self.max_output_area,
         )
-        pipe = self._edit_pipeline()
         steps = request.steps or self.edit_steps
         params = self._call_params(request, steps, planned.generate)
         info = self._info(mode, pipe, params, planned.output, prompt)
@@ -241,9 +260,9 @@ class QwenBackend:
             vae_sizes=[list(s) for s in planned.vae],
             condition_sizes=[list(s) for s in planned.condition],
         )
+        call = dict(params, image=images if plus else images[0], prompt=prompt)
         with _CALL_LOCK, _edit_areas(pipe, self.vae_area, self.condition_area):
-            return self._run(pipe, dict(params, image=images, prompt=prompt), planned.output,
-                             info, progress, cancel)
+            return self._run(pipe, call, planned.output, info, progress, cancel)
 
     def _generate(self, request, progress, cancel) -> Result:
         _raise_if_cancelled(cancel)
@@ -289,6 +308,7 @@ class QwenBackend:
         if pipe.transformer.config.guidance_embeds:
             params["guidance_scale"] = 1.0
         self._claim_offload(pipe)
+        out_of_memory = False
         started = time.perf_counter()
         try:
             with _torch_threads(self.cpu_threads):
@@ -298,11 +318,21 @@ class QwenBackend:
                     callback_on_step_end=tracker,
                     callback_on_step_end_tensor_inputs=["latents"],
                 )
-        except torch.OutOfMemoryError as exc:
+        except torch.OutOfMemoryError:
+            log.warning("out of GPU memory during a %dx%d run", width, height, exc_info=True)
+            out_of_memory = True
+        finally:
+            # A stop or an error skips the pipeline's own clean-up: without this, model
+            # offload leaves the transformer on the GPU and step caches keep old state.
+            _free_model_hooks(pipe)
+        if out_of_memory:
+            # Outside the except block, so the failed call's tensors are already dropped.
+            levers.free_memory(self.device)
             raise BackendError(
-                "Out of GPU memory. Try a smaller image, profile 'model-offload' or "
-                "'group-offload', or t2i_mode 'canvas'."
-            ) from exc
+                f"Out of GPU memory for a {width}x{height} picture with profile "
+                f"'{self.profile}'. {self._advice()} Nothing was saved; the next job "
+                "runs normally."
+            )
         elapsed = time.perf_counter() - started
         if tracker.cancelled:
             raise Cancelled()
@@ -337,44 +367,131 @@ class QwenBackend:
         }
         if self.lightning:
             info["lightning_lora"] = self.lightning_lora
+        if self.cache:
+            info["cache"] = self.cache  # approximate: it changes the picture a little
         if self.note:
             info["note"] = self.note
         return info
+
+    def _advice(self) -> str:
+        memory = levers.gpu_memory(self.device)
+        return profiles.suggest(self.profile or "full", memory[0] if memory else None,
+                                levers.host_available(), self._model_bytes(), PLANNED_WORK)
 
     # ----- loading ----------------------------------------------------------------
 
     def _edit_pipeline(self):
         with self._lock:
             if self._edit_pipe is None:
-                self._edit_pipe = self._load_edit_pipeline()
-                self._previewer = _make_previewer(self._edit_pipe.vae)
+                pipe = self._released_on_failure(self._load_edit_pipeline, "the edit model")
+                if self.reuse_encodings:
+                    self._caches = reuse.install(pipe)
+                self._previewer = _make_previewer(pipe.vae)
+                self._edit_pipe = pipe
             return self._edit_pipe
 
     def _t2i_pipeline(self):
         with self._lock:
             if self._t2i_pipe is None:
                 edit = self._edit_pipeline()
-                self._t2i_pipe = self._load_t2i_pipeline(edit)
+                self._t2i_pipe = self._released_on_failure(
+                    lambda: self._load_t2i_pipeline(edit), "the text-to-image model")
             return self._t2i_pipe
 
+    def _released_on_failure(self, build, what: str):
+        """Run ``build``; if it fails, free all it made before raising.
+
+        The half-built pipeline lives only in the failed call's frames, which the
+        exception's traceback keeps alive: the error is re-raised without them, and
+        the memory is given back, so a retry starts from a clean GPU.
+        """
+        import torch
+
+        try:
+            return build()
+        except torch.OutOfMemoryError:
+            log.warning("out of GPU memory while loading %s", what, exc_info=True)
+            failure = BackendUnavailable(
+                f"Out of GPU memory while loading {what} with profile '{self.profile}'. "
+                f"{self._advice()}")
+        except BackendError as exc:
+            failure = type(exc)(str(exc))
+        except Exception as exc:
+            log.exception("loading %s failed", what)
+            failure = BackendUnavailable(f"Could not load {what} ({self.model}): {_short(exc)}")
+        levers.free_memory(self.device)
+        raise failure
+
     def _load_edit_pipeline(self):
-        from diffusers import QwenImageEditPlusPipeline
+        import diffusers
 
-        # model_index.json of the tiny model names this module; diffusers only
-        # loads components from modules that are already imported.
-        from . import processor  # noqa: F401
-
+        index = self._model_index()
+        class_name = index.get("_class_name")
+        if class_name not in EDIT_PIPELINES:
+            raise BackendUnavailable(
+                f"{self.model} is a {class_name or 'model with no pipeline class'}, not an "
+                "image edit model. Use Qwen/Qwen-Image-Edit-2511, Qwen/Qwen-Image-Edit-2509 "
+                "or Qwen/Qwen-Image-Edit (QEC_MODEL)."
+            )
+        self.pipeline_class = class_name
+        self.capabilities = Capabilities(max_input_images=EDIT_PIPELINES[class_name])
+        self._settle_profile()
         kwargs = {"revision": self.revision, **_dtype_kwargs(self.torch_dtype)}
         if self.profile == "nf4":
             kwargs["quantization_config"] = self._nf4_pipeline_config()
-        pipe = _loading(self.model, lambda: QwenImageEditPlusPipeline.from_pretrained(
-            self.model, **kwargs), self.revision)
+        if _component_class(index, "processor") in _VL_PROCESSORS:
+            kwargs["processor"] = self._load_processor()
+        cls = getattr(diffusers, class_name)
+        pipe = _loading(self.model, lambda: cls.from_pretrained(self.model, **kwargs), self.revision)
         if self.lightning:
             self._add_lightning(pipe, self.lightning_lora)
-        self._set_attention(pipe.transformer)
+        self._prepare_transformer(pipe.transformer)
         self._place(pipe)
         pipe.set_progress_bar_config(disable=True)
         return pipe
+
+    def _model_index(self) -> dict:
+        from diffusers import DiffusionPipeline
+
+        return _loading(self.model, lambda: DiffusionPipeline.load_config(
+            self.model, revision=self.revision), self.revision)
+
+    def _load_processor(self):
+        """The published repos name ``Qwen2VLProcessor``, which under transformers 5
+        insists on a video processor (torchvision). The edit pipelines never pass
+        videos, so the same files load as our image-only subclass instead."""
+        from .processor import ImageOnlyQwen2VLProcessor
+
+        return _loading(self.model, lambda: ImageOnlyQwen2VLProcessor.from_pretrained(
+            self.model, subfolder="processor", revision=self.revision), self.revision)
+
+    def _settle_profile(self) -> None:
+        """Turn ``auto`` into the fastest profile that fits this GPU's free memory."""
+        memory = levers.gpu_memory(self.device)
+        needs_t2i = self.t2i_mode == "auto"
+        if self.requested_profile != profiles.AUTO and not needs_t2i:
+            return
+        model = self._model_bytes()
+        t2i_bytes = profiles.model_bytes(_local_folder(self.t2i_model)).transformer if needs_t2i else 0
+        work = profiles.Workload(PLANNED_WORK.output_mp, PLANNED_WORK.input_mp, t2i_bytes)
+        allowed = [self.requested_profile] if self.requested_profile != profiles.AUTO else [
+            p for p in profiles.PROFILES if p != "nf4" or levers.installed("bitsandbytes")]
+        choice = profiles.choose(memory[0] if memory else None, levers.host_available(),
+                                 model, work, cuda=memory is not None, allowed=allowed)
+        if self.requested_profile == profiles.AUTO:
+            if choice.profile is None:
+                raise BackendUnavailable(
+                    f"The model does not fit this GPU: {choice.reason}. Free the GPU, or "
+                    "use the remote backend."
+                )
+            self.profile, self.profile_reason = choice.profile, choice.reason
+            log.info("memory profile %s", choice.reason)
+        if needs_t2i:
+            self.t2i_mode = choice.t2i_mode if memory is not None else "pipeline"
+            log.info("text-to-image mode %s", self.t2i_mode)
+
+    def _model_bytes(self) -> profiles.ModelBytes:
+        return profiles.model_bytes(_local_folder(self.model, self.revision))
 
     def _load_t2i_pipeline(self, edit):
         from diffusers import FlowMatchEulerDiscreteScheduler, QwenImagePipeline
@@ -398,8 +515,10 @@ class QwenBackend:
         if transformer is not edit.transformer:
             if self.lightning:
                 self._add_lightning(pipe, self.t2i_lightning_lora)
-            self._set_attention(transformer)
+            self._prepare_transformer(transformer)
             self._place_transformer(transformer)
+        if self.reuse_encodings:
+            reuse.install(pipe)
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
@@ -425,41 +544,41 @@ class QwenBackend:
         same_revision = (self.t2i_revision or None) == (self.revision or None)
         return same_revision and _same_model(self.t2i_model, self.model)
 
+    def _prepare_transformer(self, transformer) -> None:
+        """The levers that change the transformer itself, before it is placed."""
+        self.attention = levers.pick_attention(self.attention, self.device)
+        levers.set_attention(transformer, self.attention)
+        levers.apply_step_cache(transformer, self.cache)
+        if self.compile:
+            levers.compile_blocks(transformer)
+
     def _place(self, pipe) -> None:
         """Put the pipeline on its device the way the memory profile says."""
-        import torch
-
         if self.profile == "model-offload":
             self._claim_offload(pipe)
         elif self.profile == "group-offload":
-            pipe.enable_group_offload(
-                onload_device=torch.device(self.device),
-                offload_device=torch.device("cpu"),
-                offload_type="leaf_level",
-                use_stream=True,
-            )
+            _group_offload(pipe, self.device)
         else:
             if self.profile == "fp8":
-                _fp8_storage(pipe.transformer, self.torch_dtype)
+                self._fp8(pipe.transformer)
             pipe.to(self.device)
 
     def _place_transformer(self, transformer) -> None:
         """Like ``_place`` for a t2i transformer joining already-placed parts."""
-        import torch
-
         if self.profile == "model-offload":
             return  # `_claim_offload` hooks it up before its first call
         if self.profile == "group-offload":
-            transformer.enable_group_offload(
-                onload_device=torch.device(self.device),
-                offload_device=torch.device("cpu"),
-                offload_type="leaf_level",
-                use_stream=True,
-            )
+            _group_offload(transformer, self.device)
             return
         if self.profile == "fp8":
-            _fp8_storage(transformer, self.torch_dtype)
+            self._fp8(transformer)
         transformer.to(self.device)
+
+    def _fp8(self, transformer) -> None:
+        if levers.fp8_matmuls_available(self.device):
+            levers.quantize_fp8(transformer)
+        else:
+            levers.fp8_storage(transformer, self.torch_dtype)
 
     def _claim_offload(self, pipe) -> None:
         """Model offload hooks chain one pipeline's modules; re-chain on switching.
@@ -471,23 +590,17 @@ class QwenBackend:
             pipe.enable_model_cpu_offload(device=self.device)
             self._offload_owner = pipe
 
-    def _set_attention(self, transformer) -> None:
-        if not self.attention:
-            return
-        try:
-            transformer.set_attention_backend(self.attention)
-        except (ValueError, ImportError, RuntimeError) as exc:
-            raise BackendUnavailable(
-                f"Attention backend {self.attention!r} cannot be used here: {_short(exc)}"
-            ) from exc
-
     def _add_lightning(self, pipe, lora: str) -> None:
+        """Load the Lightning LoRA and fuse it into the weights (no per-step LoRA cost).
+
+        Under nf4 it stays a separate adapter: fusing into 4-bit weights loses detail.
+        """
         from diffusers import FlowMatchEulerDiscreteScheduler
 
-        if importlib.util.find_spec("peft") is None:
+        if not levers.installed("peft"):
             raise BackendUnavailable("Lightning LoRAs need the peft package: pip install peft")
         pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(LIGHTNING_SCHEDULER_CONFIG)
-        source, weight_name, subfolder = _split_lora(lora)
+        source, weight_name, subfolder = split_lora(lora)
         kwargs = {"adapter_name": "lightning"}
         if weight_name:
             kwargs["weight_name"] = weight_name
@@ -495,9 +608,12 @@ class QwenBackend:
             kwargs["subfolder"] = subfolder
         _loading(lora, lambda: pipe.load_lora_weights(source, **kwargs),
                  hint="set lightning_lora to a local .safetensors file")
+        if self.profile != "nf4":
+            pipe.fuse_lora(components=["transformer"], lora_scale=1.0, adapter_names=["lightning"])
+            pipe.unload_lora_weights()
 
     def _nf4_kwargs(self) -> dict:
-        if importlib.util.find_spec("bitsandbytes") is None:
+        if not levers.installed("bitsandbytes"):
             raise BackendUnavailable(
                 "The 'nf4' memory profile needs bitsandbytes (CUDA only): pip install bitsandbytes"
             )
@@ -624,12 +740,25 @@ def _make_previewer(vae):
         return None
 
 
-def _fp8_storage(transformer, compute_dtype) -> None:
+def _free_model_hooks(pipe) -> None:
+    try:
+        pipe.maybe_free_model_hooks()
+    except Exception:  # clean-up must never hide the run's own outcome
+        log.exception("freeing the model hooks failed")
+
+
+def _group_offload(target, device) -> None:
+    """Leaf-level group offload with streams. ``low_cpu_mem_usage`` pins each group
+    when it moves instead of pinning a second copy of the whole model up front, which
+    needed about twice the model's size in host RAM while setting up."""
     import torch
 
-    # Weights stored in fp8 and upcast layer by layer: about half the memory of bf16.
-    transformer.enable_layerwise_casting(
-        storage_dtype=torch.float8_e4m3fn, compute_dtype=compute_dtype
+    target.enable_group_offload(
+        onload_device=torch.device(device),
+        offload_device=torch.device("cpu"),
+        offload_type="leaf_level",
+        use_stream=True,
+        low_cpu_mem_usage=True,
     )
 
 
@@ -642,24 +771,33 @@ def _parse_dtype(dtype, device):
     if dtype is None:
         return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
     if isinstance(dtype, torch.dtype):
-        return dtype
-    name = _DTYPE_NAMES.get(str(dtype).lower().replace("torch.", ""))
-    if name is None:
+        parsed = dtype
+    else:
+        name = _DTYPE_NAMES.get(str(dtype).lower().replace("torch.", ""))
+        if name is None:
+            raise BackendUnavailable(
+                f"Unknown dtype {dtype!r}. Use bfloat16, float16 or float32."
+            )
+        parsed = getattr(torch, name)
+    if parsed == torch.float16 and str(device).startswith("cuda"):
         raise BackendUnavailable(
-            f"Unknown dtype {dtype!r}. Use bfloat16, float16 or float32."
+            "float16 gives NaN latents and black pictures with Qwen-Image (its activations "
+            "overflow fp16). Use bfloat16, the default on CUDA, or float32."
         )
-    return getattr(torch, name)
+    return parsed
 
 
 def _check_attention(name: Optional[str]) -> Optional[str]:
     if not name:
         return None
+    if name.lower() == "auto":
+        return "auto"  # picked by hardware when the model loads (pipelines.levers)
     from diffusers.models.attention_dispatch import AttentionBackendName
 
     known = sorted(b.value for b in AttentionBackendName)
     if name.lower() not in known:
         raise BackendUnavailable(
-            f"Attention backend {name!r} is unknown. Known: {', '.join(known)}."
+            f"Attention backend {name!r} is unknown. Known: auto, {', '.join(known)}."
         )
     return name.lower()
 
@@ -676,34 +814,40 @@ def _dtype_kwargs(dtype) -> dict:
     return {"torch_dtype": dtype}
 
 
-def _lightning_lora(model: Optional[str], lightning: Optional[int], override: Optional[str]):
-    if not lightning:
+def _component_class(index: dict, name: str) -> Optional[str]:
+    entry = index.get(name)
+    return entry[1] if isinstance(entry, (list, tuple)) and len(entry) == 2 else None
+
+
+def _local_folder(model: Optional[str], revision: Optional[str] = None) -> Optional[Path]:
+    """The folder holding ``model``: itself when local, else its cached snapshot."""
+    if not model:
         return None
-    if override:
-        return override
-    name = Path(str(model)).name if model else ""
-    for key, repo, weight, subfolder in _LIGHTNING_LORAS:
-        if name.startswith(key):
-            path = f"{subfolder}/{weight}" if subfolder else weight
-            return f"{repo}/{path.format(n=lightning)}"
-    raise BackendUnavailable(
-        f"No known Lightning LoRA for model {model!r}. Set lightning_lora to a "
-        ".safetensors file or 'owner/repo/file.safetensors'."
-    )
-
-
-def _split_lora(lora: str):
-    """'owner/repo[/sub]/file.safetensors' or a local path -> (source, weight, subfolder)."""
-    path = Path(lora).expanduser()
-    if path.is_file():
-        return str(path.parent), path.name, None
+    path = Path(model).expanduser()
     if path.is_dir():
-        return str(path), None, None
-    parts = lora.split("/")
-    if len(parts) >= 3 and parts[-1].endswith(".safetensors"):
-        subfolder = "/".join(parts[2:-1]) or None
-        return "/".join(parts[:2]), parts[-1], subfolder
-    return lora, None, None
+        return path
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(model, "model_index.json", revision=revision)
+    except Exception:  # an id that is not a repo name, a broken cache...
+        return None
+    return Path(found).parent if isinstance(found, str) else None
+
+
+def _pictures_per_edit(model: str) -> int:
+    """Pictures per edit, known before loading when the model's index is on disk."""
+    import json
+
+    folder = _local_folder(model)
+    try:
+        index = json.loads((folder / "model_index.json").read_text()) if folder else {}
+    except (OSError, ValueError):
+        index = {}
+    name = index.get("_class_name")
+    if name is None and model_name(model).lower() == "qwen-image-edit":
+        name = "QwenImageEditPipeline"
+    return EDIT_PIPELINES.get(name, 3)
 
 
 def _same_model(a: str, b: str) -> bool:
@@ -715,16 +859,22 @@ def _same_model(a: str, b: str) -> bool:
 
 def _loading(name: str, load, revision: Optional[str] = None,
              hint: str = "set QEC_MODEL to a local folder that holds it"):
-    """Run ``load``; turn 'weights not here' into one message a user can act on."""
+    """Run ``load``; turn its failures into one message a user can act on.
+
+    Only "this model is not here" says to download it; a model that is here but
+    fails to load (a bad config, a class this version lacks) says what failed.
+    """
     try:
         return load()
     except BackendError:
         raise
+    except ImportError as exc:
+        raise BackendUnavailable(f"Loading {name} needs a missing package: {_short(exc)}") from exc
     except (OSError, ValueError) as exc:
-        if Path(str(name)).expanduser().exists():
-            raise BackendUnavailable(
-                f"Could not load the model from {name}: {_short(exc)}"
-            ) from exc
+        local = Path(str(name)).expanduser().exists()
+        if local or not _is_missing(exc):
+            where = f"from {name}" if local else name
+            raise BackendUnavailable(f"Could not load the model {where}: {_short(exc)}") from exc
         command = f"huggingface-cli download {name}"
         if revision:
             command += f" --revision {revision}"
@@ -732,8 +882,25 @@ def _loading(name: str, load, revision: Optional[str] = None,
             f"Model {name} is not on this machine and could not be downloaded. "
             f"Download it with `{command}`, or {hint}. Details: {_short(exc)}"
         ) from exc
-    except ImportError as exc:
-        raise BackendUnavailable(f"Loading {name} needs a missing package: {_short(exc)}") from exc
+
+
+def _is_missing(exc: BaseException) -> bool:
+    """Whether a loading error means "the files are not here and not reachable"."""
+    try:
+        from huggingface_hub import errors
+    except ImportError:  # pragma: no cover
+        errors = None
+    missing = tuple(getattr(errors, n) for n in (
+        "LocalEntryNotFoundError", "EntryNotFoundError", "RepositoryNotFoundError",
+        "RevisionNotFoundError", "GatedRepoError", "OfflineModeIsEnabled",
+    ) if errors is not None and hasattr(errors, n))
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, missing) or (isinstance(exc, OSError) and not isinstance(exc, ValueError)):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:

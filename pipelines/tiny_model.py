@@ -5,6 +5,13 @@ build-once-and-rename dance that keeps a half-built folder from ever being loade
 Knows nothing about backends, requests or the chat: the result is an ordinary
 diffusers folder that ``QwenImageEditPlusPipeline.from_pretrained`` loads.
 
+The folder is laid out like the published Qwen-Image-Edit-2509/2511 repos: the same
+class names in ``model_index.json`` (``["transformers", "Qwen2VLProcessor"]`` for the
+processor), the same subfolders and the same processor and tokenizer files
+(``preprocessor_config.json``, ``video_preprocessor_config.json``, ``vocab.json``,
+``merges.txt``...), so the tests load what users load. What must differ is overridden
+when loading, never written into the files.
+
 The weights are random, so its pictures are noise. What it is for: running the real
 diffusers code path (text encoder with vision tower, VAE, transformer, scheduler)
 in tests and on machines without a GPU, in well under a second.
@@ -19,7 +26,7 @@ import tempfile
 from pathlib import Path
 
 # Bump when the recipe changes so old caches are rebuilt, not reused.
-TINY_MODEL_VERSION = 1
+TINY_MODEL_VERSION = 2
 ENV_DIR = "QEC_TINY_MODEL_DIR"
 _SEED = 0
 _MARKER = "tiny_model.json"
@@ -105,8 +112,15 @@ def ensure_tiny_model(path: str | os.PathLike | None = None) -> Path:
     return target
 
 
-def build_tiny_model(out_dir: str | os.PathLike) -> Path:
-    """Write the tiny pipeline to ``out_dir`` (deterministic: same bytes every time)."""
+def build_tiny_model(out_dir: str | os.PathLike, *, video_config: bool = True,
+                     pipeline_class: str = "QwenImageEditPlusPipeline") -> Path:
+    """Write the tiny pipeline to ``out_dir`` (deterministic: same bytes every time).
+
+    ``video_config`` writes the processor's ``video_preprocessor_config.json``, as
+    the published repos do; ``pipeline_class`` names the pipeline in
+    ``model_index.json`` (``QwenImageEditPipeline`` for the original Qwen-Image-Edit,
+    whose components are the same).
+    """
     import torch
     from diffusers import QwenImageEditPlusPipeline
 
@@ -130,10 +144,75 @@ def build_tiny_model(out_dir: str | os.PathLike) -> Path:
         transformer=transformer,
     )
     pipe.save_pretrained(out)
+    lay_out_like_published(out, video_config=video_config, pipeline_class=pipeline_class)
     (out / _MARKER).write_text(
         json.dumps({"version": TINY_MODEL_VERSION, "seed": _SEED, "note": _NOTE}, indent=2)
     )
     return out
+
+
+# The files of the published repos' processor/ and tokenizer/ folders (transformers 4
+# wrote them; transformers 5 writes processor_config.json and tokenizer.json instead).
+PUBLISHED_PROCESSOR = ["transformers", "Qwen2VLProcessor"]
+PROCESSOR_CLASS = "Qwen2VLProcessor"
+
+
+def lay_out_like_published(out: Path, *, video_config: bool = True,
+                           pipeline_class: str = "QwenImageEditPlusPipeline") -> None:
+    """Rewrite a folder saved by ``save_pretrained`` into the published repos' layout."""
+    index_file = out / "model_index.json"
+    index = json.loads(index_file.read_text())
+    index["_class_name"] = pipeline_class
+    index["processor"] = PUBLISHED_PROCESSOR
+    _write_json(index_file, index)
+
+    processor = out / "processor"
+    combined = json.loads((processor / "processor_config.json").read_text())
+    (processor / "processor_config.json").unlink()
+    image = dict(combined["image_processor"], processor_class=PROCESSOR_CLASS,
+                 min_pixels=combined["image_processor"]["size"]["shortest_edge"],
+                 max_pixels=combined["image_processor"]["size"]["longest_edge"])
+    _write_json(processor / "preprocessor_config.json", image)
+    if video_config:
+        video = {k: v for k, v in image.items() if k != "image_processor_type"}
+        video.update(video_processor_type="Qwen2VLVideoProcessor", fps=2.0,
+                     min_frames=4, max_frames=768, do_sample_frames=False)
+        _write_json(processor / "video_preprocessor_config.json", video)
+    _slow_tokenizer_files(processor, processor_class=PROCESSOR_CLASS)
+    # The tokenizer/ folder ships the slow files only: no tokenizer.json.
+    _slow_tokenizer_files(out / "tokenizer", processor_class=None)
+    (out / "tokenizer" / "tokenizer.json").unlink()
+
+
+def _slow_tokenizer_files(folder: Path, *, processor_class) -> None:
+    fast = json.loads((folder / "tokenizer.json").read_text())
+    vocab = fast["model"]["vocab"]
+    merges = [m if isinstance(m, str) else " ".join(m) for m in fast["model"]["merges"]]
+    added = {t["content"]: t["id"] for t in fast["added_tokens"]}
+    _write_json(folder / "vocab.json", vocab)
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+    _write_json(folder / "added_tokens.json", added)
+    config_file = folder / "tokenizer_config.json"
+    config = json.loads(config_file.read_text())
+    config.pop("backend", None)
+    config.pop("processor_class", None)
+    if processor_class:
+        config["processor_class"] = processor_class
+    config["errors"] = "replace"
+    config["added_tokens_decoder"] = {
+        str(t["id"]): {k: t[k] for k in ("content", "lstrip", "normalized", "rstrip",
+                                         "single_word", "special")}
+        for t in fast["added_tokens"]
+    }
+    _write_json(config_file, config)
+    _write_json(folder / "special_tokens_map.json", {
+        "eos_token": config.get("eos_token"), "pad_token": config.get("pad_token"),
+        "additional_special_tokens": [t for t in added if t not in ("<|endoftext|>",)],
+    })
+
+
+def _write_json(path: Path, data) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def _build_tokenizer():

@@ -14,13 +14,10 @@ import pytest
 import torch
 
 from pipelines import BackendUnavailable, EditRequest, GenerateRequest
-from pipelines.qwen import (
-    DEFAULT_MODEL,
-    LIGHTNING_SCHEDULER_CONFIG,
-    QwenBackend,
-    _lightning_lora,
-    _split_lora,
-)
+from pipelines.lightning import LIGHTNING_SCHEDULER_CONFIG
+from pipelines.lightning import lightning_lora as _lightning_lora
+from pipelines.lightning import split_lora as _split_lora
+from pipelines.qwen import DEFAULT_MODEL, QwenBackend
 
 has_cuda = torch.cuda.is_available()
 cuda = pytest.mark.cuda
@@ -154,7 +151,7 @@ def test_a_broken_local_folder_is_named(tmp_path, photo):
 
 
 @pytest.mark.parametrize("settings, words", [
-    ({"profile": "turbo"}, "Unknown memory profile 'turbo'. Choose one of: full, model-offload"),
+    ({"profile": "turbo"}, "Unknown memory profile 'turbo'. Choose one of: auto, full, fp8, model-offload"),
     ({"dtype": "int8"}, "Unknown dtype"),
     ({"t2i_mode": "magic"}, "Unknown text-to-image mode"),
     ({"lightning": 6}, "4 or 8"),

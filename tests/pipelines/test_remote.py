@@ -244,6 +244,22 @@ def test_images_api_accepts_repeated_image_parts(server_url, recorder):
     assert [im.size for im in recorder.requests[0].images] == [(40, 24), (24, 40)]
 
 
+def test_images_api_turns_photos_upright_by_their_exif_orientation(server_url, recorder):
+    recorder.requests.clear()
+    photo = picture(40, 24)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to view": a phone held upright
+    buf = io.BytesIO()
+    photo.save(buf, format="JPEG", exif=exif.tobytes())
+    files = [("image", ("phone.jpg", buf.getvalue(), "image/jpeg"))]
+    data = {"prompt": "make it night", "seed": "1", "num_inference_steps": "2"}
+    r = httpx.post(f"{server_url}/images/edits", files=files, data=data, timeout=60)
+    assert r.status_code == 200, r.text
+    assert recorder.requests[0].images[0].size == (24, 40)  # upright, as the camera meant it
+    out = Image.open(io.BytesIO(base64.b64decode(r.json()["data"][0]["b64_json"])))
+    assert out.size == (24, 40)
+
+
 @pytest.mark.parametrize("files, data, param", [
     ([], {"prompt": "x"}, "image"),
     ([("image", ("a.png", b"not a picture", "image/png"))], {"prompt": "x"}, "image"),

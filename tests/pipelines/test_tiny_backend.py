@@ -281,7 +281,7 @@ def test_the_tiny_model_is_built_once_deterministically_and_atomically(tiny_mode
     for part in ("transformer/diffusion_pytorch_model.safetensors",
                  "vae/diffusion_pytorch_model.safetensors",
                  "text_encoder/model.safetensors",
-                 "tokenizer/tokenizer.json"):
+                 "tokenizer/vocab.json", "tokenizer/merges.txt"):
         assert _digest(target / part) == _digest(tiny_model_dir / part), part
     before = (target / "model_index.json").stat().st_mtime_ns
     assert ensure_tiny_model(target) == target
@@ -297,8 +297,39 @@ def test_the_tiny_model_is_small_and_uses_the_real_scheduler(tiny_model_dir):
     for key, value in QWEN_IMAGE_SCHEDULER_CONFIG.items():
         assert config[key] == value, key
     assert config["shift_terminal"] == 0.02 and config["time_shift_type"] == "exponential"
+
+
+# The files of the published Qwen-Image-Edit-2509/2511 repos that loading reads.
+PUBLISHED_FILES = {
+    "model_index.json", "scheduler/scheduler_config.json",
+    "transformer/config.json", "vae/config.json",
+    "text_encoder/config.json", "text_encoder/generation_config.json",
+    "tokenizer/vocab.json", "tokenizer/merges.txt", "tokenizer/tokenizer_config.json",
+    "tokenizer/added_tokens.json", "tokenizer/special_tokens_map.json",
+    "processor/preprocessor_config.json", "processor/video_preprocessor_config.json",
+    "processor/tokenizer_config.json", "processor/tokenizer.json", "processor/vocab.json",
+    "processor/merges.txt", "processor/added_tokens.json", "processor/special_tokens_map.json",
+}
+
+
+def test_the_tiny_model_is_laid_out_like_the_published_repo(tiny_model_dir):
+    files = {str(p.relative_to(tiny_model_dir)) for p in tiny_model_dir.rglob("*") if p.is_file()}
+    assert PUBLISHED_FILES <= files
+    # transformers 5's own formats would hide what the published files need.
+    assert "processor/processor_config.json" not in files
+    assert "tokenizer/tokenizer.json" not in files
     index = json.loads((tiny_model_dir / "model_index.json").read_text())
-    assert index["processor"] == ["pipelines.processor", "ImageOnlyQwen2VLProcessor"]
+    assert index["_class_name"] == "QwenImageEditPlusPipeline"
+    assert index["processor"] == ["transformers", "Qwen2VLProcessor"]
+    assert index["tokenizer"] == ["transformers", "Qwen2Tokenizer"]
+    assert index["text_encoder"] == ["transformers", "Qwen2_5_VLForConditionalGeneration"]
+    assert index["transformer"] == ["diffusers", "QwenImageTransformer2DModel"]
+    assert index["vae"] == ["diffusers", "AutoencoderKLQwenImage"]
+    for name in ("preprocessor_config.json", "video_preprocessor_config.json", "tokenizer_config.json"):
+        config = json.loads((tiny_model_dir / "processor" / name).read_text())
+        assert config["processor_class"] == "Qwen2VLProcessor", name
+    assert json.loads((tiny_model_dir / "processor/video_preprocessor_config.json").read_text())[
+        "video_processor_type"] == "Qwen2VLVideoProcessor"
 
 
 def test_special_token_ids_agree_between_tokenizer_and_text_encoder(tiny):
