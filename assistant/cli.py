@@ -25,7 +25,7 @@ from typing import Callable, Optional
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 import pipelines
-from pipelines import BackendError, EditRequest, GenerateRequest
+from pipelines import BackendError, EditRequest, GenerateRequest, doctor
 
 from . import serve, users
 
@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve.add_parser(sub)
     users.add_parser(sub)
+    doctor.add_parser(sub)
     return parser
 
 
@@ -81,7 +82,8 @@ def _add_backend_options(parser: argparse.ArgumentParser) -> None:
                         help="image backend (default: qwen with a GPU, else tiny; "
                              "replay defaults to the recorded one)")
     parser.add_argument("--model", help="model id or folder for the backend")
-    parser.add_argument("--profile", help="qwen memory profile (e.g. gpu, offload)")
+    parser.add_argument("--profile", help="qwen memory profile: auto (the default), full, fp8, "
+                                          "model-offload, nf4, group-offload")
     parser.add_argument("--url", help="remote backend: the server's base URL, e.g. http://gpu:8091/v1")
 
 
@@ -186,6 +188,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "replay": cmd_replay,
     "serve": serve.run,
     "users": users.run,
+    "doctor": doctor.run,
 }
 
 

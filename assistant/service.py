@@ -182,8 +182,8 @@ EventSink = Callable[[Run, RunEvent], None]
 class BackendPool:
     """One loaded backend per (name, model), built on first use (loading is slow).
 
-    A model switch drops the backend loaded before it, so two large models are
-    never held at once.
+    A model switch closes the backend loaded before it (its GPU memory is given
+    back), so two large models are never held at once.
     """
 
     def __init__(self, default: str, factory: Callable[[str, Optional[str]], Backend]) -> None:
@@ -196,6 +196,10 @@ class BackendPool:
         key = (name or self.default, model)
         with self._lock:
             if key not in self._backends:
+                for old in self._backends.values():
+                    close = getattr(old, "close", None)
+                    if close is not None:
+                        close()
                 self._backends.clear()
                 self._backends[key] = self._factory(*key)
             return self._backends[key]

@@ -54,6 +54,21 @@ def installed(module: str) -> bool:
         return False
 
 
+# Packages a profile cannot run without (fp8 falls back to fp8 storage without torchao).
+PROFILE_PACKAGES = {"nf4": ("bitsandbytes",)}
+
+
+def missing_packages(profile: str) -> list[str]:
+    return [p for p in PROFILE_PACKAGES.get(profile, ()) if not installed(p)]
+
+
+def usable_profiles() -> list[str]:
+    """The memory profiles whose packages are installed here."""
+    from .profiles import PROFILES
+
+    return [p for p in PROFILES if not missing_packages(p)]
+
+
 def available_attention(device) -> list[str]:
     """Attention backends this machine can run, best first (``native`` always)."""
     cap = capability(device)

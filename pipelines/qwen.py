@@ -24,6 +24,7 @@ import secrets
 import sys
 import threading
 import time
+import traceback
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
@@ -319,14 +320,17 @@ class QwenBackend:
                     callback_on_step_end_tensor_inputs=["latents"],
                 )
         except torch.OutOfMemoryError:
-            log.warning("out of GPU memory during a %dx%d run", width, height, exc_info=True)
+            log.warning("out of GPU memory during a %dx%d run:\n%s", width, height,
+                        traceback.format_exc())
             out_of_memory = True
-        finally:
+        except BaseException:
             # A stop or an error skips the pipeline's own clean-up: without this, model
             # offload leaves the transformer on the GPU and step caches keep old state.
             _free_model_hooks(pipe)
+            raise
         if out_of_memory:
             # Outside the except block, so the failed call's tensors are already dropped.
+            _free_model_hooks(pipe)
             levers.free_memory(self.device)
             raise BackendError(
                 f"Out of GPU memory for a {width}x{height} picture with profile "
@@ -409,15 +413,17 @@ class QwenBackend:
 
         try:
             return build()
+        # Tracebacks are logged as text: a logged exception object would keep the
+        # failed build's frames (and the model in them) alive in any handler that keeps it.
         except torch.OutOfMemoryError:
-            log.warning("out of GPU memory while loading %s", what, exc_info=True)
+            log.warning("out of GPU memory while loading %s:\n%s", what, traceback.format_exc())
             failure = BackendUnavailable(
                 f"Out of GPU memory while loading {what} with profile '{self.profile}'. "
                 f"{self._advice()}")
         except BackendError as exc:
             failure = type(exc)(str(exc))
         except Exception as exc:
-            log.exception("loading %s failed", what)
+            log.error("loading %s failed:\n%s", what, traceback.format_exc())
             failure = BackendUnavailable(f"Could not load {what} ({self.model}): {_short(exc)}")
         levers.free_memory(self.device)
         raise failure
@@ -474,8 +480,8 @@ class QwenBackend:
         model = self._model_bytes()
         t2i_bytes = profiles.model_bytes(_local_folder(self.t2i_model)).transformer if needs_t2i else 0
         work = profiles.Workload(PLANNED_WORK.output_mp, PLANNED_WORK.input_mp, t2i_bytes)
-        allowed = [self.requested_profile] if self.requested_profile != profiles.AUTO else [
-            p for p in profiles.PROFILES if p != "nf4" or levers.installed("bitsandbytes")]
+        allowed = [self.requested_profile] if self.requested_profile != profiles.AUTO \
+            else levers.usable_profiles()
         choice = profiles.choose(memory[0] if memory else None, levers.host_available(),
                                  model, work, cuda=memory is not None, allowed=allowed)
         if self.requested_profile == profiles.AUTO:
