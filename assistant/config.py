@@ -28,11 +28,17 @@ class Settings(BaseSettings):
     models: list[str] = Field(default_factory=list, description=(
         "Models users may pick in the settings panel (multi-user mode); local mode allows any."))
     revision: Optional[str] = None
-    profile: str = Field("full", description="qwen memory profile: full, model-offload, group-offload, fp8, nf4.")
+    profile: Literal["auto", "full", "fp8", "model-offload", "nf4", "group-offload"] = Field(
+        "auto", description="qwen memory profile; auto picks the fastest that fits the free GPU memory.")
     lightning: Optional[int] = Field(None, description="Lightning LoRA steps (4 or 8) for the qwen backend.")
-    attention: Optional[str] = Field(None, description="diffusers attention backend, e.g. flash or sage.")
-    t2i_mode: Literal["pipeline", "canvas"] = Field(
-        "pipeline", description="Text-to-image with Qwen-Image (pipeline) or the edit model on a blank canvas.")
+    attention: str = Field("auto", description=(
+        "diffusers attention backend: auto (FlashAttention 3 or 2 when installed), native, flash, sage..."))
+    compile: bool = Field(False, description="Compile the repeated transformer blocks (qwen; warm-up on the first job).")
+    cache: Literal["off", "first-block", "taylorseer"] = Field(
+        "off", description="Step caching (qwen): faster, and a small change to the pictures.")
+    t2i_mode: Literal["auto", "pipeline", "canvas"] = Field(
+        "auto", description=("Text-to-image with Qwen-Image (pipeline), the edit model on a blank canvas, "
+                             "or auto: pipeline when both transformers fit."))
     remote_url: str = Field("http://127.0.0.1:8091/v1", description="OpenAI-compatible images API base URL.")
     remote_api_key: str = "EMPTY"
     remote_timeout: float = 600.0
@@ -95,8 +101,9 @@ class Settings(BaseSettings):
                 out["revision"] = revision
             if self.lightning:
                 out["lightning"] = self.lightning
-            if self.attention:
-                out["attention"] = self.attention
+            out["attention"] = self.attention
+            out["compile"] = self.compile
+            out["cache"] = self.cache
             out["t2i_mode"] = self.t2i_mode
             return out
         if name == "remote":

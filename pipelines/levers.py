@@ -26,6 +26,7 @@ _AUTO_ATTENTION = (
     ("_flash_3", "flash_attn_interface", (9, 0)),  # FlashAttention 3, Hopper
     ("flash", "flash_attn", (8, 0)),  # FlashAttention 2, Ampere and later
 )
+_APPROXIMATE = ("sage",)
 FP8_MATMUL_CAPABILITY = (8, 9)  # Ada and Hopper have fp8 tensor cores
 CACHE_SETTINGS = {
     # Skips the remaining blocks when the first block's output barely changed.
@@ -84,7 +85,7 @@ def pick_attention(setting: Optional[str], device) -> Optional[str]:
     """``auto`` -> the best exact backend installed here; None keeps diffusers' default."""
     if setting != "auto":
         return setting
-    best = available_attention(device)[0]
+    best = next(name for name in available_attention(device) if name not in _APPROXIMATE)
     return None if best == "native" else best
 
 

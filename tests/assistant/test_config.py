@@ -15,6 +15,22 @@ def test_defaults_need_nothing(monkeypatch, tmp_path):
     assert s.resolved_database_url == f"sqlite:///{tmp_path}/data/qec.db"
     assert s.resolved_blob_dir == tmp_path / "data" / "blobs"
     assert (s.mode, s.host, s.port, s.workers) == ("local", "127.0.0.1", 8000, 1)
+    qwen = s.backend_settings("qwen")
+    assert (qwen["profile"], qwen["t2i_mode"], qwen["attention"]) == ("auto", "auto", "auto")
+    assert (qwen["compile"], qwen["cache"]) == (False, "off")
+
+
+def test_qwen_levers_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    for name, value in {"QEC_PROFILE": "fp8", "QEC_COMPILE": "1", "QEC_CACHE": "first-block",
+                        "QEC_ATTENTION": "sage", "QEC_T2I_MODE": "canvas"}.items():
+        monkeypatch.setenv(name, value)
+    qwen = Settings().backend_settings("qwen")
+    assert qwen["profile"] == "fp8" and qwen["compile"] is True and qwen["cache"] == "first-block"
+    assert qwen["attention"] == "sage" and qwen["t2i_mode"] == "canvas"
+    monkeypatch.setenv("QEC_PROFILE", "turbo")
+    with pytest.raises(ValidationError):
+        Settings()
 
 
 def test_prefixed_environment_and_dotenv(monkeypatch, tmp_path):
