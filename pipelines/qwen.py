@@ -582,7 +582,11 @@ class QwenBackend:
 
     def _fp8(self, transformer) -> None:
         if levers.fp8_matmuls_available(self.device):
+            # torchao quantizes weights where they are: move first (38 GiB, alone on the
+            # card at this point), quantize to half that, then the rest joins.
+            transformer.to(self.device)
             levers.quantize_fp8(transformer)
+            levers.free_memory(self.device)
         else:
             levers.fp8_storage(transformer, self.torch_dtype)
 

@@ -215,13 +215,29 @@ def test_lightning_on_an_unknown_model_asks_for_the_lora(tiny_model_dir):
         qwen(tiny_model_dir, lightning=4)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("peft") is not None, reason="peft is installed")
-def test_lightning_without_peft_says_what_to_install(tiny_model_dir, tmp_path, photo):
+def test_lightning_without_peft_says_what_to_install(tiny_model_dir, tmp_path, photo, monkeypatch):
+    from pipelines import levers
+
+    real = levers.installed
+    monkeypatch.setattr(levers, "installed", lambda module: module != "peft" and real(module))
     lora = tmp_path / "lightning.safetensors"
     lora.write_bytes(b"")
     backend = qwen(tiny_model_dir, lightning=4, lightning_lora=str(lora))
     with pytest.raises(BackendUnavailable, match="pip install peft"):
         backend.edit(EditRequest("x", images=(photo,)))
+
+
+def test_lightning_lookup_knows_exact_names_and_cache_snapshots():
+    snapshot = ("/root/.cache/huggingface/hub/models--Qwen--Qwen-Image-Edit-2509/snapshots/"
+                "0123456789abcdef0123456789abcdef01234567")
+    assert _lightning_lora(snapshot, 8, None) == _lightning_lora("Qwen/Qwen-Image-Edit-2509", 8, None)
+    assert _lightning_lora("/models/Qwen-Image-Edit-2511/", 4, None).endswith(
+        "Qwen-Image-Edit-2511-Lightning-4steps-V1.0-bf16.safetensors")
+    # Qwen-Image-2512 is not Qwen-Image: no LoRA of another model is handed to it.
+    with pytest.raises(BackendUnavailable, match="No known Lightning LoRA.*Qwen-Image-2512"):
+        _lightning_lora("Qwen/Qwen-Image-2512", 4, None)
+    with pytest.raises(BackendUnavailable, match="No known Lightning LoRA"):
+        _lightning_lora("Qwen/Qwen-Image-Edit-2511-Turbo", 4, None)
 
 
 # ----- CUDA-only profiles, on the tiny model -----------------------------------------
