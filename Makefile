@@ -9,7 +9,7 @@ TORCH   ?= torch==2.13.0
 HOST    ?= 127.0.0.1
 PORT    ?= 8000
 
-.PHONY: run test install chromium bench clean
+.PHONY: run test install chromium bench bench-gpu clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -36,6 +36,10 @@ test: $(STAMP) chromium
 
 bench: $(STAMP)
 	$(BIN)/python bench/backends.py
+
+# Needs an NVIDIA GPU with a CUDA torch in .venv; `bench/gpu.py --smoke` runs in make test.
+bench-gpu: $(STAMP)
+	$(BIN)/python bench/gpu.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
