@@ -38,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def report(gpu_memory_gib: Optional[float] = None, model: Optional[str] = None) -> list[str]:
-    from .qwen import DEFAULT_MODEL, DEFAULT_T2I_MODEL, PLANNED_WORK, _local_folder
+    from .loading import local_folder
+    from .qwen import DEFAULT_MODEL, DEFAULT_T2I_MODEL, PLANNED_WORK
 
     model = model or os.environ.get("QEC_MODEL") or DEFAULT_MODEL
     lines = []
@@ -53,13 +54,13 @@ def report(gpu_memory_gib: Optional[float] = None, model: Optional[str] = None) 
                  + ("" if len(attention) > 1 else " (install flash-attn for FlashAttention)"
                     if free_gpu is not None else ""))
 
-    folder = _local_folder(model)
+    folder = local_folder(model)
     sizes = profiles.model_bytes(folder)
     lines.append(f"Model: {model}: " + (f"weights at {folder}" if folder else
                  f"not on this machine (huggingface-cli download {model})"))
     lines.append(f"Sizes ({sizes.source}): transformer {profiles.gib(sizes.transformer)}, "
                  f"text encoder {profiles.gib(sizes.text_encoder)}, VAE {profiles.gib(sizes.vae)}")
-    t2i = profiles.model_bytes(_local_folder(DEFAULT_T2I_MODEL)).transformer
+    t2i = profiles.model_bytes(local_folder(DEFAULT_T2I_MODEL)).transformer
     work = profiles.Workload(PLANNED_WORK.output_mp, PLANNED_WORK.input_mp, t2i)
 
     lines.append("")

@@ -26,13 +26,11 @@ import threading
 import time
 import traceback
 from contextlib import contextmanager
-from importlib import metadata
-from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from PIL import Image
 
-from . import levers, profiles, reuse
+from . import levers, loading, profiles, reuse
 from . import sizes as size_math
 from .base import (
     BackendError,
@@ -47,6 +45,7 @@ from .base import (
 )
 from . import lightning as lightning_table
 from .lightning import LIGHTNING_SCHEDULER_CONFIG, LIGHTNING_STEPS, model_name, split_lora
+from .loading import EDIT_PIPELINES
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +64,6 @@ TRUE_CFG_SCALE = 4.0
 DEFAULT_NEGATIVE_PROMPT = " "
 CANVAS_COLOR = (255, 255, 255)
 
-# `_class_name` in model_index.json -> how many pictures one edit takes.
-EDIT_PIPELINES = {"QwenImageEditPlusPipeline": 3, "QwenImageEditPipeline": 1}
 # Processors that would pull in a video processor (so torchvision) if loaded as named.
 _VL_PROCESSORS = ("Qwen2VLProcessor", "Qwen2_5_VLProcessor", "ImageOnlyQwen2VLProcessor")
 # The original Qwen-Image-Edit sizes every input to about 1 MP, for the VAE and the
@@ -74,12 +71,6 @@ _VL_PROCESSORS = ("Qwen2VLProcessor", "Qwen2_5_VLProcessor", "ImageOnlyQwen2VLPr
 _ORIGINAL_EDIT_AREA = 1024 * 1024
 # What ``auto`` plans for: a 1 MP result from three 1 MP pictures.
 PLANNED_WORK = profiles.Workload(output_mp=1.0, input_mp=3.0)
-
-_DTYPE_NAMES = {
-    "bf16": "bfloat16", "bfloat16": "bfloat16",
-    "fp16": "float16", "float16": "float16", "half": "float16",
-    "fp32": "float32", "float32": "float32", "float": "float32",
-}
 
 # One pipeline call at a time per process: the GPU is shared anyway, and the edit
 # pipeline reads its resize areas from module constants that we set per call.
@@ -124,7 +115,7 @@ class QwenBackend:
         self.model = str(model or os.environ.get("QEC_MODEL") or DEFAULT_MODEL)
         self.revision = revision
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.torch_dtype = _parse_dtype(dtype, self.device)
+        self.torch_dtype = loading.parse_dtype(dtype, self.device)
         profile = profile or profiles.AUTO
         if profile not in PROFILES:
             raise BackendUnavailable(
@@ -156,7 +147,7 @@ class QwenBackend:
         if self.lightning and self.t2i_mode != "canvas" and not self._t2i_shares_edit_model:
             self.t2i_lightning_lora = lightning_table.lightning_lora(
                 self.t2i_model, self.lightning, t2i_lightning_lora)
-        self.attention = _check_attention(attention)
+        self.attention = loading.check_attention(attention)
         if cache not in (None, *CACHES):
             raise BackendUnavailable(f"Unknown step cache {cache!r}. Choose one of: {', '.join(CACHES)}.")
         self.cache = None if cache in (None, "off") else cache
@@ -176,7 +167,7 @@ class QwenBackend:
         self.preview_every = preview_every
         self.cpu_threads = int(cpu_threads) if cpu_threads else None
         self.pipeline_class: Optional[str] = None
-        self.capabilities = Capabilities(max_input_images=_pictures_per_edit(self.model))
+        self.capabilities = Capabilities(max_input_images=loading.pictures_per_edit(self.model))
 
         self._lock = threading.RLock()
         self._edit_pipe = None
@@ -367,7 +358,7 @@ class QwenBackend:
             "generate_width": params["width"],
             "generate_height": params["height"],
             "seed": params["seed"],
-            "versions": _versions(),
+            "versions": loading.versions(),
         }
         if self.lightning:
             info["lightning_lora"] = self.lightning_lora
@@ -424,7 +415,7 @@ class QwenBackend:
             failure = type(exc)(str(exc))
         except Exception as exc:
             log.error("loading %s failed:\n%s", what, traceback.format_exc())
-            failure = BackendUnavailable(f"Could not load {what} ({self.model}): {_short(exc)}")
+            failure = BackendUnavailable(f"Could not load {what} ({self.model}): {loading.short(exc)}")
         levers.free_memory(self.device)
         raise failure
 
@@ -442,13 +433,13 @@ class QwenBackend:
         self.pipeline_class = class_name
         self.capabilities = Capabilities(max_input_images=EDIT_PIPELINES[class_name])
         self._settle_profile()
-        kwargs = {"revision": self.revision, **_dtype_kwargs(self.torch_dtype)}
+        kwargs = {"revision": self.revision, **loading.dtype_kwargs(self.torch_dtype)}
         if self.profile == "nf4":
             kwargs["quantization_config"] = self._nf4_pipeline_config()
-        if _component_class(index, "processor") in _VL_PROCESSORS:
+        if loading.component_class(index, "processor") in _VL_PROCESSORS:
             kwargs["processor"] = self._load_processor()
         cls = getattr(diffusers, class_name)
-        pipe = _loading(self.model, lambda: cls.from_pretrained(self.model, **kwargs), self.revision)
+        pipe = loading.load_or_explain(self.model, lambda: cls.from_pretrained(self.model, **kwargs), self.revision)
         if self.lightning:
             self._add_lightning(pipe, self.lightning_lora)
         self._prepare_transformer(pipe.transformer)
@@ -459,7 +450,7 @@ class QwenBackend:
     def _model_index(self) -> dict:
         from diffusers import DiffusionPipeline
 
-        return _loading(self.model, lambda: DiffusionPipeline.load_config(
+        return loading.load_or_explain(self.model, lambda: DiffusionPipeline.load_config(
             self.model, revision=self.revision), self.revision)
 
     def _load_processor(self):
@@ -468,7 +459,7 @@ class QwenBackend:
         videos, so the same files load as our image-only subclass instead."""
         from .processor import ImageOnlyQwen2VLProcessor
 
-        return _loading(self.model, lambda: ImageOnlyQwen2VLProcessor.from_pretrained(
+        return loading.load_or_explain(self.model, lambda: ImageOnlyQwen2VLProcessor.from_pretrained(
             self.model, subfolder="processor", revision=self.revision), self.revision)
 
     def _settle_profile(self) -> None:
@@ -478,7 +469,7 @@ class QwenBackend:
         if self.requested_profile != profiles.AUTO and not needs_t2i:
             return
         model = self._model_bytes()
-        t2i_bytes = profiles.model_bytes(_local_folder(self.t2i_model)).transformer if needs_t2i else 0
+        t2i_bytes = profiles.model_bytes(loading.local_folder(self.t2i_model)).transformer if needs_t2i else 0
         work = profiles.Workload(PLANNED_WORK.output_mp, PLANNED_WORK.input_mp, t2i_bytes)
         allowed = [self.requested_profile] if self.requested_profile != profiles.AUTO \
             else levers.usable_profiles()
@@ -497,7 +488,7 @@ class QwenBackend:
             log.info("text-to-image mode %s", self.t2i_mode)
 
     def _model_bytes(self) -> profiles.ModelBytes:
-        return profiles.model_bytes(_local_folder(self.model, self.revision))
+        return profiles.model_bytes(loading.local_folder(self.model, self.revision))
 
     def _load_t2i_pipeline(self, edit):
         from diffusers import FlowMatchEulerDiscreteScheduler, QwenImagePipeline
@@ -532,10 +523,10 @@ class QwenBackend:
         from diffusers import QwenImageTransformer2DModel
 
         kwargs = {"subfolder": "transformer", "revision": self.t2i_revision,
-                  **_dtype_kwargs(self.torch_dtype)}
+                  **loading.dtype_kwargs(self.torch_dtype)}
         if self.profile == "nf4":
             kwargs["quantization_config"] = self._nf4_model_config()
-        return _loading(
+        return loading.load_or_explain(
             self.t2i_model,
             lambda: QwenImageTransformer2DModel.from_pretrained(self.t2i_model, **kwargs),
             self.t2i_revision,
@@ -548,7 +539,7 @@ class QwenBackend:
         if self.t2i_model is None:
             return True
         same_revision = (self.t2i_revision or None) == (self.revision or None)
-        return same_revision and _same_model(self.t2i_model, self.model)
+        return same_revision and loading.same_model(self.t2i_model, self.model)
 
     def _prepare_transformer(self, transformer) -> None:
         """The levers that change the transformer itself, before it is placed."""
@@ -616,7 +607,7 @@ class QwenBackend:
             kwargs["weight_name"] = weight_name
         if subfolder:
             kwargs["subfolder"] = subfolder
-        _loading(lora, lambda: pipe.load_lora_weights(source, **kwargs),
+        loading.load_or_explain(lora, lambda: pipe.load_lora_weights(source, **kwargs),
                  hint="set lightning_lora to a local .safetensors file")
         if self.profile != "nf4":
             pipe.fuse_lora(components=["transformer"], lora_scale=1.0, adapter_names=["lightning"])
@@ -770,165 +761,3 @@ def _group_offload(target, device) -> None:
         use_stream=True,
         low_cpu_mem_usage=True,
     )
-
-
-# ----- settings and loading helpers ----------------------------------------------------
-
-
-def _parse_dtype(dtype, device):
-    import torch
-
-    if dtype is None:
-        return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
-    if isinstance(dtype, torch.dtype):
-        parsed = dtype
-    else:
-        name = _DTYPE_NAMES.get(str(dtype).lower().replace("torch.", ""))
-        if name is None:
-            raise BackendUnavailable(
-                f"Unknown dtype {dtype!r}. Use bfloat16, float16 or float32."
-            )
-        parsed = getattr(torch, name)
-    if parsed == torch.float16 and str(device).startswith("cuda"):
-        raise BackendUnavailable(
-            "float16 gives NaN latents and black pictures with Qwen-Image (its activations "
-            "overflow fp16). Use bfloat16, the default on CUDA, or float32."
-        )
-    return parsed
-
-
-def _check_attention(name: Optional[str]) -> Optional[str]:
-    if not name:
-        return None
-    if name.lower() == "auto":
-        return "auto"  # picked by hardware when the model loads (pipelines.levers)
-    from diffusers.models.attention_dispatch import AttentionBackendName
-
-    known = sorted(b.value for b in AttentionBackendName)
-    if name.lower() not in known:
-        raise BackendUnavailable(
-            f"Attention backend {name!r} is unknown. Known: auto, {', '.join(known)}."
-        )
-    return name.lower()
-
-
-def _dtype_kwargs(dtype) -> dict:
-    # diffusers renamed `torch_dtype` to `dtype` (0.37); use whichever it knows.
-    try:
-        from diffusers.utils import deprecation_utils
-
-        if hasattr(deprecation_utils, "_resolve_dtype"):
-            return {"dtype": dtype}
-    except ImportError:
-        pass
-    return {"torch_dtype": dtype}
-
-
-def _component_class(index: dict, name: str) -> Optional[str]:
-    entry = index.get(name)
-    return entry[1] if isinstance(entry, (list, tuple)) and len(entry) == 2 else None
-
-
-def _local_folder(model: Optional[str], revision: Optional[str] = None) -> Optional[Path]:
-    """The folder holding ``model``: itself when local, else its cached snapshot."""
-    if not model:
-        return None
-    path = Path(model).expanduser()
-    if path.is_dir():
-        return path
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        found = try_to_load_from_cache(model, "model_index.json", revision=revision)
-    except Exception:  # an id that is not a repo name, a broken cache...
-        return None
-    return Path(found).parent if isinstance(found, str) else None
-
-
-def _pictures_per_edit(model: str) -> int:
-    """Pictures per edit, known before loading when the model's index is on disk."""
-    import json
-
-    folder = _local_folder(model)
-    try:
-        index = json.loads((folder / "model_index.json").read_text()) if folder else {}
-    except (OSError, ValueError):
-        index = {}
-    name = index.get("_class_name")
-    if name is None and model_name(model).lower() == "qwen-image-edit":
-        name = "QwenImageEditPipeline"
-    return EDIT_PIPELINES.get(name, 3)
-
-
-def _same_model(a: str, b: str) -> bool:
-    pa, pb = Path(a).expanduser(), Path(b).expanduser()
-    if pa.exists() and pb.exists():
-        return pa.resolve() == pb.resolve()
-    return a == b
-
-
-def _loading(name: str, load, revision: Optional[str] = None,
-             hint: str = "set QEC_MODEL to a local folder that holds it"):
-    """Run ``load``; turn its failures into one message a user can act on.
-
-    Only "this model is not here" says to download it; a model that is here but
-    fails to load (a bad config, a class this version lacks) says what failed.
-    """
-    try:
-        return load()
-    except BackendError:
-        raise
-    except ImportError as exc:
-        raise BackendUnavailable(f"Loading {name} needs a missing package: {_short(exc)}") from exc
-    except (OSError, ValueError) as exc:
-        local = Path(str(name)).expanduser().exists()
-        if local or not _is_missing(exc):
-            where = f"from {name}" if local else name
-            raise BackendUnavailable(f"Could not load the model {where}: {_short(exc)}") from exc
-        command = f"huggingface-cli download {name}"
-        if revision:
-            command += f" --revision {revision}"
-        raise BackendUnavailable(
-            f"Model {name} is not on this machine and could not be downloaded. "
-            f"Download it with `{command}`, or {hint}. Details: {_short(exc)}"
-        ) from exc
-
-
-def _is_missing(exc: BaseException) -> bool:
-    """Whether a loading error means "the files are not here and not reachable"."""
-    try:
-        from huggingface_hub import errors
-    except ImportError:  # pragma: no cover
-        errors = None
-    missing = tuple(getattr(errors, n) for n in (
-        "LocalEntryNotFoundError", "EntryNotFoundError", "RepositoryNotFoundError",
-        "RevisionNotFoundError", "GatedRepoError", "OfflineModeIsEnabled",
-    ) if errors is not None and hasattr(errors, n))
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, missing) or (isinstance(exc, OSError) and not isinstance(exc, ValueError)):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
-def _short(exc: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-_VERSIONS: Optional[dict] = None
-
-
-def _versions() -> dict:
-    global _VERSIONS
-    if _VERSIONS is None:
-        found = {}
-        for dist in ("diffusers", "transformers", "torch"):
-            try:
-                found[dist] = metadata.version(dist)
-            except metadata.PackageNotFoundError:
-                found[dist] = None
-        _VERSIONS = found
-    return dict(_VERSIONS)

@@ -124,13 +124,13 @@ def test_a_broken_config_is_reported_as_broken_not_as_missing(tiny_model_dir, tm
 
 
 def test_a_value_error_for_a_hub_model_is_not_called_missing():
-    from pipelines.qwen import _loading
+    from pipelines.loading import load_or_explain
 
     def load():
         raise ValueError("Cannot load <class 'Qwen2VLProcessor'>: unexpected keyword")
 
     with pytest.raises(BackendUnavailable) as err:
-        _loading("Qwen/Qwen-Image-Edit-2511", load)
+        load_or_explain("Qwen/Qwen-Image-Edit-2511", load)
     message = str(err.value)
     assert message.startswith("Could not load the model Qwen/Qwen-Image-Edit-2511: Cannot load")
     assert "not on this machine" not in message
