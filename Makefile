@@ -6,8 +6,8 @@ STAMP   := $(VENV)/.installed
 # The CPU build of torch lies on this kind of machine's disk; an unpinned torch
 # would pull a 5 GB CUDA build. Users with a GPU install their own torch first.
 TORCH   ?= torch==2.13.0
-HOST    ?= 127.0.0.1
-PORT    ?= 8000
+HOST    ?= $(or $(QEC_HOST),127.0.0.1)
+PORT    ?= $(or $(QEC_PORT),8000)
 
 .PHONY: run test install chromium bench bench-gpu clean
 
