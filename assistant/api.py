@@ -20,6 +20,7 @@ from typing import Annotated, Literal, Optional
 from chainlit.auth import create_jwt
 from chainlit.config import config as chainlit_config
 from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request, Response
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
@@ -116,6 +117,34 @@ async def _upload_error(request: Request, exc: UploadError) -> JSONResponse:
 @api.exception_handler(BackendError)
 async def _backend_error(request: Request, exc: BackendError) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=422)
+
+
+class _AsciiJSON(JSONResponse):
+    """JSON with non-ASCII escaped, so even a lone surrogate echoed back renders."""
+
+    def render(self, content) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()
+
+
+@api.exception_handler(RequestValidationError)
+async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = jsonable_encoder(exc.errors())
+    if _has_surrogate(errors):
+        return _AsciiJSON({"detail": "The request holds half of a UTF-16 pair (a lone surrogate), "
+                                     "which is not text; send valid Unicode."}, status_code=422)
+    return _AsciiJSON({"detail": errors}, status_code=422)
+
+
+def _has_surrogate(value) -> bool:
+    # Python's json keeps "\ud800" as a lone surrogate; pydantic's parser refuses it
+    # earlier, as an "unexpected end of hex escape".
+    if isinstance(value, str):
+        return any(0xD800 <= ord(ch) <= 0xDFFF for ch in value) or "hex escape" in value
+    if isinstance(value, dict):
+        return any(_has_surrogate(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_surrogate(v) for v in value)
+    return False
 
 
 def _node_number(text: str) -> int:
@@ -504,6 +533,11 @@ def _check_text(text: str, what: str) -> None:
     bad = next((ch for ch in text if unicodedata.category(ch) == "Cc" and ch not in "\t\n\r"), None)
     if bad is not None:
         raise HTTPException(422, f"The {what} contains a control character ({bad!r}); send plain text.")
+    # JSON may carry a lone UTF-16 surrogate ("\ud800"), which no database can store.
+    half = next((ch for ch in text if unicodedata.category(ch) == "Cs"), None)
+    if half is not None:
+        raise HTTPException(422, f"The {what} contains half of a UTF-16 pair ({half!r}), "
+                                 "which is not text; send valid Unicode.")
 
 
 def _label(filename: Optional[str]) -> str:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import io
 import warnings
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+import simplejpeg
+from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from pipelines.base import to_rgb
 
@@ -20,6 +21,12 @@ ACCEPTED_MIME = sorted(set(ACCEPTED.values()))
 MAX_BYTES = 30 * 1024 * 1024  # matches .chainlit/config.toml [features.spontaneous_file_upload]
 MAX_PIXELS = 40_000_000  # ~ 6300x6300: larger gets refused before it is decoded
 ACCEPTED_TEXT = "PNG, JPEG or WebP images up to 30 MB and 40 megapixels"
+# Colour profiles and text chunks are dropped anyway, but a PNG must still decode with
+# them: cameras and editors embed profiles of several MB, past Pillow's 1 MB default.
+# Still bounded (decompressed chunks are bombs too), and set once for the process.
+PngImagePlugin.MAX_TEXT_CHUNK = max(PngImagePlugin.MAX_TEXT_CHUNK, MAX_BYTES)
+# What libjpeg says of scan data that stops early; it only warns and paints the rest grey.
+_JPEG_DAMAGE = ("corrupt", "premature", "invalid", "bogus")
 
 _MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "PNG"),
@@ -52,6 +59,8 @@ def load_upload(data: bytes, name: str = "the file") -> Image.Image:
     if fmt is None:
         raise UploadError(f"{name} is not a PNG, JPEG or WebP image (whatever its name says). "
                           f"Send {ACCEPTED_TEXT}.")
+    if fmt == "JPEG":
+        _check_jpeg_scan(data, name)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -70,6 +79,25 @@ def load_upload(data: bytes, name: str = "the file") -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise UploadError(f"{name} is too large to edit. Send {ACCEPTED_TEXT}.") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise UploadError(f"{name} looks like a {fmt} image but could not be read to the end "
-                          f"(it may be truncated or damaged: {e}). Send {ACCEPTED_TEXT}.") from None
+        raise _damaged(name, fmt, e) from None
 
+
+def _damaged(name: str, fmt: str, reason) -> UploadError:
+    return UploadError(f"{name} looks like a {fmt} image but could not be read to the end "
+                       f"(it may be truncated or damaged: {reason}). Send {ACCEPTED_TEXT}.")
+
+
+def _check_jpeg_scan(data: bytes, name: str) -> None:
+    """Refuse a JPEG whose scan data is cut short or corrupt.
+
+    libjpeg only warns about it and Pillow paints the missing part grey, so a 3 KB file
+    whose header claims 6000x6000 would become a grey 36 MP picture. libjpeg-turbo's
+    strict mode (simplejpeg) turns those warnings into errors; decoding at 1/8 scale
+    still reads every byte of the scan, in a few milliseconds and a few MB.
+    """
+    try:
+        simplejpeg.decode_jpeg(data, colorspace="GRAY", min_width=1, min_height=1, strict=True)
+    except (ValueError, RuntimeError) as e:
+        if any(word in str(e).lower() for word in _JPEG_DAMAGE):
+            raise _damaged(name, "JPEG", e) from None
+        # Anything else (a colour space simplejpeg lacks, say) is Pillow's to judge.

@@ -175,5 +175,19 @@ def pixel_bomb() -> bytes:
     return buf.getvalue()
 
 
+def damaged_jpeg() -> bytes:
+    """A JPEG whose header claims 6000x6000 over 3 KB of scan data, then an end marker."""
+    buf = io.BytesIO()
+    Image.new("RGB", (6000, 6000), (120, 130, 140)).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()[:3000] + b"\xff\xd9"
+
+
+def png_with_big_profile() -> bytes:
+    """A small PNG carrying an 8 MB colour profile, as some editors write."""
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (10, 20, 30)).save(buf, format="PNG", icc_profile=bytes(range(256)) * 32768)
+    return buf.getvalue()
+
+
 def fixture_bytes(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()

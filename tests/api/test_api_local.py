@@ -14,7 +14,8 @@ import zipfile
 
 import pytest
 
-from api_support import API, fixture_bytes, pixel_bomb, png_bytes, poll_job, raw_request
+from api_support import (API, damaged_jpeg, fixture_bytes, pixel_bomb, png_bytes, png_with_big_profile,
+                         poll_job, raw_request)
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -223,6 +224,7 @@ def test_one_image_over_30_mb_is_413(api):
     ("cut.png", fixture_bytes("coffee.png")[:3000], 422, "truncated"),
     ("bomb.png", pixel_bomb(), 422, "too large"),
     ("empty.png", b"", 422, "empty"),
+    ("damaged.jpg", damaged_jpeg(), 422, "truncated or damaged"),
 ])
 def test_refused_uploads_keep_nothing(api, name, data, status, words):
     conv = new_conversation(api)
@@ -231,6 +233,29 @@ def test_refused_uploads_keep_nothing(api, name, data, status, words):
     assert r.status_code == status, r.text
     assert words in r.json()["detail"] and name in r.json()["detail"]
     assert api.get(f"{API}/conversations/{conv}").json()["nodes"] == []
+
+
+def test_a_png_with_a_large_colour_profile_is_accepted(api):
+    conv = new_conversation(api)
+    r = send(api, conv, "", images=[("profile.png", png_with_big_profile())])
+    assert r.status_code in (200, 202), r.text
+    nodes = api.get(f"{API}/conversations/{conv}").json()["nodes"]
+    assert len(nodes) == 1 and nodes[0]["width"] == 64
+
+
+@pytest.mark.parametrize("method, path, body", [
+    ("post", "/conversations", {"title": "\ud800x"}),
+    ("patch", "/conversations/{conv}", {"title": "a\udfffb"}),
+    ("post", "/conversations/{conv}/messages", {"text": "make it \ud83d blue"}),
+])
+def test_a_lone_surrogate_in_json_is_a_422(api, method, path, body):
+    conv = new_conversation(api)
+    # Sent as the escaped JSON a client would write; httpx would refuse to encode it.
+    raw = json.dumps(body).encode()
+    r = api.request(method.upper(), f"{API}{path.format(conv=conv)}", content=raw,
+                    headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert "not text" in r.json()["detail"] and "send valid Unicode" in r.json()["detail"]
 
 
 def test_malformed_messages(api):
