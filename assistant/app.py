@@ -19,13 +19,14 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from pipelines import backend_names
 
-from assistant import api, render, routes, users
+from assistant import api, guard, render, routes, users
 from assistant.datalayer import HistoryDataLayer
 from assistant.router import COMMANDS, DEFAULT_VARIATIONS, EXPORT_FORMATS, Intent
 from assistant.runtime import get_runtime
 from assistant.service import SIZE_CHOICES, USER_ERRORS, ChatSettings, settings_from_panel
 
 routes.install(chainlit_app)
+guard.install(chainlit_app)  # Chainlit's own routes: ended sign-ins, "not found" alike
 if get_runtime().settings.mode == "local":
     chainlit_app.add_middleware(TrustedHostMiddleware, allowed_hosts=get_runtime().settings.local_hosts())
 api.install(chainlit_app)  # the HTTP API at /api/v1

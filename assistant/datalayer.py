@@ -244,28 +244,13 @@ class HistoryDataLayer(BaseDataLayer):
 
     # ---- feedback ---------------------------------------------------------------------
 
+    # Chainlit's feedback routes are replaced by assistant.guard's, which know the user
+    # and call save_feedback / delete_feedback below; these only keep Chainlit's API whole.
     async def upsert_feedback(self, feedback: Feedback) -> str:
-        def save():
-            with db.write_session(self.engine) as s:
-                step = s.get(StepRow, feedback.forId)
-                if step is None:
-                    raise NotFound("There is no such message.")
-                fid = feedback.id or uuid.uuid4().hex
-                row = s.get(FeedbackRow, fid) or FeedbackRow(
-                    id=fid, thread_id=step.thread_id, for_id=feedback.forId, value=feedback.value)
-                row.value, row.comment = feedback.value, feedback.comment
-                s.add(row)
-                return fid
-
-        return await self._run(save)
+        raise NotFound("Feedback goes through the owner-checked route.")
 
     async def delete_feedback(self, feedback_id: str) -> bool:
-        def delete_():
-            with db.write_session(self.engine) as s:
-                s.exec(delete(FeedbackRow).where(FeedbackRow.id == feedback_id))
-            return True
-
-        return await self._run(delete_)
+        return False
 
     # ---- misc -------------------------------------------------------------------------
 
@@ -274,3 +259,36 @@ class HistoryDataLayer(BaseDataLayer):
 
     async def close(self) -> None:
         pass
+
+
+# ---- feedback, owner-checked (assistant.guard's routes) -----------------------------------
+
+
+def save_feedback(engine, owner: str, feedback: Feedback) -> Optional[str]:
+    """Write feedback on one of ``owner``'s messages; None when there is no such message
+    of theirs (someone else's answers the same as a missing one)."""
+    with db.write_session(engine) as s:
+        step = s.get(StepRow, feedback.forId)
+        conv = s.get(ConversationRow, step.thread_id) if step is not None else None
+        if conv is None or conv.owner != owner:
+            return None
+        existing = s.get(FeedbackRow, feedback.id) if feedback.id else None
+        if existing is not None and existing.for_id != feedback.forId:
+            return None  # an id of feedback on another message: not this one's to change
+        fid = feedback.id or uuid.uuid4().hex
+        row = existing or FeedbackRow(id=fid, thread_id=step.thread_id, for_id=feedback.forId,
+                                      value=feedback.value)
+        row.value, row.comment = feedback.value, feedback.comment
+        s.add(row)
+        return fid
+
+
+def delete_feedback(engine, owner: str, feedback_id: str) -> bool:
+    """Delete feedback on one of ``owner``'s messages; False if there is none of theirs."""
+    with db.write_session(engine) as s:
+        row = s.get(FeedbackRow, feedback_id)
+        conv = s.get(ConversationRow, row.thread_id) if row is not None else None
+        if conv is None or conv.owner != owner:
+            return False
+        s.delete(row)
+        return True

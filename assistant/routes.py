@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import io
 
-from chainlit.auth import get_current_user
 from fastapi import APIRouter, Depends, HTTPException, Response
-from starlette.concurrency import run_in_threadpool
 from PIL import Image
 
 from sessions import HistoryError
 
+from . import guard
 from .runtime import get_runtime
 
 router = APIRouter(prefix="/qec")
@@ -27,16 +26,14 @@ def image_url(conversation_id: str, number: int, thumb: int | None = None) -> st
     return f"{url}?thumb={thumb}" if thumb else url
 
 
-async def current_owner(user=Depends(get_current_user)) -> str:
+async def current_owner(user=Depends(guard.checked_user)) -> str:
     """The signed-in user's identifier, for every route that takes an id.
 
-    Without a token: 401. In multi-user mode an account removed since its token was
-    issued is refused too (Chainlit would quietly re-create it).
+    Without a token: 401. In multi-user mode an account removed, or re-made, since
+    its token was issued is refused too (``guard.checked_user``).
     """
     if user is None:
         raise HTTPException(401, "Sign in first.", headers={"WWW-Authenticate": "Bearer"})
-    if not await run_in_threadpool(get_runtime().user_is_active, user.identifier):
-        raise HTTPException(401, "This account no longer exists.", headers={"WWW-Authenticate": "Bearer"})
     return user.identifier
 
 

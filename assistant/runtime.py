@@ -17,10 +17,10 @@ from typing import Optional
 from sqlmodel import SQLModel
 
 from pipelines import get_backend
-from sessions import Store
+from sessions import HistoryError, Store
 
 from .config import Settings, get_settings
-from . import tables, users  # noqa: F401  (tables registers the chat's tables)
+from . import datalayer, tables, users  # noqa: F401  (tables registers the chat's tables)
 from .queue import JobQueue
 from .service import BackendPool, ChatService
 
@@ -49,9 +49,26 @@ class Runtime:
 
     def user_is_active(self, identifier: str) -> bool:
         """Local mode: always. Multi-user mode: the account still exists."""
+        return self.token_is_current(identifier, None)
+
+    def token_is_current(self, identifier: str, issued_at: Optional[float]) -> bool:
+        """Local mode: always. Multi-user mode: the account exists and the token (when
+        its issue time is known) was issued after the password was last set."""
         if self.settings.mode == "local":
             return True
-        return users.is_active(self.store.engine, identifier)
+        return users.token_accepted(self.store.engine, identifier, issued_at)
+
+    def thread_owner(self, thread_id: str) -> Optional[str]:
+        try:
+            return self.store.conversation(thread_id).owner
+        except HistoryError:
+            return None
+
+    def save_feedback(self, owner: str, feedback) -> Optional[str]:
+        return datalayer.save_feedback(self.store.engine, owner, feedback)
+
+    def delete_feedback(self, owner: str, feedback_id: str) -> bool:
+        return datalayer.delete_feedback(self.store.engine, owner, feedback_id)
 
     def close(self) -> None:
         self.queue.shutdown()

@@ -10,8 +10,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import re
 import secrets
+import time
 from typing import Optional
 
 from sqlmodel import Session, select
@@ -59,6 +61,10 @@ def add_user(engine, name: str, password: str, *, display_name: Optional[str] = 
             raise UserError(f"There is already a user {name!r}; remove it first to reset it.")
         row.password_hash = hash_password(password)
         row.display_name = display_name or row.display_name
+        # Tokens issued before this moment (to an earlier account of this name) end here.
+        meta = _meta(row)
+        meta["password_set_at"] = time.time()
+        row.meta = json.dumps(meta)
         s.add(row)
         s.commit()
 
@@ -83,6 +89,28 @@ def is_active(engine, name: str) -> bool:
     with Session(engine) as s:
         row = s.get(UserRow, name)
         return row is not None and row.password_hash is not None
+
+
+def token_accepted(engine, name: str, issued_at: Optional[float]) -> bool:
+    """The account exists, and a token issued at ``issued_at`` (seconds; None when not
+    known) is not older than its password. JWT times are whole seconds, so a token
+    from the same second as the reset still counts."""
+    with Session(engine) as s:
+        row = s.get(UserRow, name)
+        if row is None or row.password_hash is None:
+            return False
+        set_at = _meta(row).get("password_set_at")
+    if issued_at is None or not isinstance(set_at, (int, float)):
+        return True
+    return issued_at >= int(set_at)
+
+
+def _meta(row: UserRow) -> dict:
+    try:
+        meta = json.loads(row.meta or "{}")
+    except ValueError:
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 def verify(engine, name: str, password: str) -> bool:

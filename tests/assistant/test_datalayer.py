@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, text
 from sqlmodel import SQLModel
 
 import assistant.tables  # noqa: F401
-from assistant.datalayer import HistoryDataLayer
+from assistant.datalayer import HistoryDataLayer, delete_feedback, save_feedback
 from sessions import NotFound, Store
 
 
@@ -133,9 +133,12 @@ def test_delete_thread_removes_rows_and_blobs(layer):
     layer.store.ensure_conversation("t1", owner="ann")
     node = layer.store.add_node("t1", Image.new("RGB", (8, 8), "red"), kind="upload")
     run(layer.create_step(step("t1", "s1", "2026-01-01T00:00:01Z", "hi")))
-    fid = run(layer.upsert_feedback(Feedback(forId="s1", value=1, comment="nice")))
+    fid = save_feedback(layer.store.engine, "ann", Feedback(forId="s1", value=1, comment="nice"))
     assert run(layer.get_thread("t1"))["steps"][0]["feedback"]["comment"] == "nice"
-    assert run(layer.delete_feedback(fid)) is True
+    # Only the owner's: bob can neither write nor delete it, and says so like a missing one.
+    assert save_feedback(layer.store.engine, "bob", Feedback(forId="s1", value=0, comment="x")) is None
+    assert delete_feedback(layer.store.engine, "bob", fid) is False
+    assert delete_feedback(layer.store.engine, "ann", fid) is True
     assert "feedback" not in run(layer.get_thread("t1"))["steps"][0]
     run(layer.delete_thread("t1"))
     assert run(layer.get_thread("t1")) is None
