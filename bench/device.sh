@@ -5,7 +5,8 @@
 #   echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
 #     --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 \
-#     -d .whl diffusers==0.42.1 torchao==0.18.0
+#     -d .whl diffusers==0.42.1 torchao==0.18.0 bitsandbytes==0.50.2
+# (without bitsandbytes the 24 GB card falls back to group-offload, slow and costly in budget)
 # Then: run(command="bash bench/device.sh", carry=[".whl"], timeout_s=560).
 # What it prints: the benchmark's table, the simulated cards and the goal lines; the rows
 # land in $OUT/gpu.json.

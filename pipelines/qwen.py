@@ -442,6 +442,11 @@ class QwenBackend:
         pipe = loading.load_or_explain(self.model, lambda: cls.from_pretrained(self.model, **kwargs), self.revision)
         if self.lightning:
             self._add_lightning(pipe, self.lightning_lora)
+        return self._make_ready(pipe)
+
+    def _make_ready(self, pipe):
+        """What every loaded edit pipeline goes through: the levers, then placing it.
+        (``bench/gpu.py`` hands in pipelines built from configs and calls this too.)"""
         self._prepare_transformer(pipe.transformer)
         self._place(pipe)
         pipe.set_progress_bar_config(disable=True)
