@@ -169,8 +169,12 @@ async def on_message(message: cl.Message) -> None:
     conv = _conv()
     if conv is None:  # the chat never opened (e.g. a removed account)
         return
-    files = [(el.name or "image", Path(el.path).read_bytes())
-             for el in message.elements or [] if getattr(el, "path", None)]
+    sent = [el for el in message.elements or [] if getattr(el, "path", None)]
+    files = [(el.name or "image", Path(el.path).read_bytes()) for el in sent]
+    # Read once: Chainlit's copies (world-readable, kept until the session ends) go now,
+    # whether the files are kept in the blob store below or refused.
+    for el in sent:
+        Path(el.path).unlink(missing_ok=True)
     uploads = []
     if files:
         try:

@@ -88,7 +88,8 @@ def build_runtime(settings: Settings) -> Runtime:
     queue = JobQueue(workers=settings.workers)
     backends = BackendPool(settings.backend_name(),
                            lambda name, model: get_backend(name, **settings.backend_settings(name, model)))
-    service = ChatService(store, backends, queue, job_timeout=settings.job_timeout)
+    service = ChatService(store, backends, queue, job_timeout=settings.job_timeout,
+                          cap_per_conversation=settings.mode == "local")
     return Runtime(settings, store, queue, backends, service)
 
 

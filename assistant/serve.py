@@ -41,8 +41,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"qwen-edit-chat: warning: the local mode signs in anyone who reaches it, and it "
               f"listens on {host}. Use QEC_MODE=multi with accounts to serve other people.",
               file=sys.stderr)
-    # Local mode: one person, a secret made once and kept in the data folder.
-    os.environ.setdefault("CHAINLIT_AUTH_SECRET", auth_secret(settings.data_dir))
+    # Local mode: one person, a secret made once and kept in the data folder. (Only
+    # then: a multi-user server brings its own, and an unused file there misleads.)
+    if not os.environ.get("CHAINLIT_AUTH_SECRET"):
+        os.environ["CHAINLIT_AUTH_SECRET"] = auth_secret(settings.data_dir)
     os.environ["CHAINLIT_HOST"], os.environ["CHAINLIT_PORT"] = host, str(port)
     # Chainlit reads .chainlit/config.toml, public/ and chainlit.md from the working folder.
     os.chdir(PROJECT_ROOT)

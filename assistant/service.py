@@ -207,8 +207,11 @@ class BackendPool:
 
 class ChatService:
     def __init__(self, store: Store, backends: BackendPool, queue: JobQueue, *,
-                 job_timeout: float = 1800.0) -> None:
+                 job_timeout: float = 1800.0, cap_per_conversation: bool = False) -> None:
         self.store = store
+        # The local mode has one person, so every API client shares one owner: its
+        # waiting-jobs cap (and turn-taking) then applies per conversation instead.
+        self.cap_per_conversation = cap_per_conversation
         self.backends = backends
         self.queue = queue
         self.job_timeout = job_timeout
@@ -442,8 +445,10 @@ class ChatService:
                                  cancel=cancel)
 
         try:
-            ticket = self.queue.submit(conv, task, label=description,
-                                       owner=self.store.conversation(conv).owner)
+            owner = self.store.conversation(conv).owner
+            if self.cap_per_conversation:
+                owner = f"{owner}/{conv}"
+            ticket = self.queue.submit(conv, task, label=description, owner=owner)
         except QueueFull as e:
             self._finish_cancelled(job.id, str(e))
             raise HistoryError(str(e)) from None

@@ -359,6 +359,27 @@ def test_too_many_waiting_jobs_is_a_message_and_no_job_is_left_queued(tmp_path):
         store.close()
 
 
+def test_the_local_mode_caps_waiting_jobs_per_conversation(tmp_path):
+    """One person, many API clients: one conversation's flood does not block another's."""
+    store = Store.open(database_url=f"sqlite:///{tmp_path}/q.db", blob_dir=tmp_path / "blobs")
+    backend, queue = GateBackend(hold=True), JobQueue(workers=1, max_waiting_per_owner=1)
+    service = ChatService(store, BackendPool("gate", lambda n, m: backend), queue,
+                          cap_per_conversation=True)
+    a, b = (store.create_conversation(owner="local").id for _ in range(2))
+    try:
+        service.apply(a, Intent("generate", "one"))
+        assert backend.entered.acquire(timeout=5)
+        service.apply(a, Intent("generate", "two"))
+        assert service.apply(a, Intent("generate", "three")).is_error  # a is full
+        out = service.apply(b, Intent("generate", "four"))
+        assert not out.is_error, out.message  # b still has room
+    finally:
+        for p in ("one", "two", "four"):
+            backend.release(p)
+        queue.shutdown()
+        store.close()
+
+
 def test_variations_without_a_number_use_the_conversations_setting(world):
     store, backend, service = world
     conv = store.create_conversation(owner="ann").id

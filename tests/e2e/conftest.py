@@ -16,9 +16,15 @@ from e2e_server import CHROMIUM, CHROMIUM_ARGS, open_chat, running_server
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory):
+def server_data(tmp_path_factory):
+    """The shared server's data folder."""
+    return tmp_path_factory.mktemp("qec-data")
+
+
+@pytest.fixture(scope="session")
+def server(server_data):
     """The base URL of the shared server (local mode, tiny model, fresh data)."""
-    data_dir = tmp_path_factory.mktemp("qec-data")
+    data_dir = server_data
     with running_server(data_dir) as url:
         yield url
     shutil.rmtree(data_dir, ignore_errors=True)

@@ -223,7 +223,7 @@ def test_stop_a_running_job(page):
     assert re.search(r"#2 · generated", text), assistant_texts(page)
 
 
-def test_bad_upload_is_refused_and_the_chat_goes_on(page, tmp_path):
+def test_bad_upload_is_refused_and_the_chat_goes_on(page, tmp_path, server_data):
     fake = tmp_path / "fake.png"
     fake.write_bytes(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\nendobj\n")
     text = ask(page, files=[fake], expect=r"not a PNG, JPEG or WebP")
@@ -232,6 +232,10 @@ def test_bad_upload_is_refused_and_the_chat_goes_on(page, tmp_path):
     truncated = tmp_path / "truncated.png"
     truncated.write_bytes((FIXTURES / "astronaut.png").read_bytes()[:100])
     text = ask(page, files=[truncated], expect=r"could not be read|truncated|damaged")
+    # Chainlit's copies of refused files are gone at once, not left until the session ends.
+    left = [p for p in (server_data / "chainlit-files").rglob("*") if p.is_file()]
+    assert not any(p.read_bytes().startswith(b"%PDF") for p in left), left
+    assert not any(p.read_bytes() == truncated.read_bytes() for p in left), left
 
     # Nothing was kept, and the next message works as usual.
     assert "No images yet" in ask(page, "/history", expect=r"No images yet")
