@@ -1,6 +1,6 @@
 """Chainlit's own routes, held to the rules of ours.
 
-Owns three changes to the Chainlit app, made once at import by ``install``:
+Owns four changes to the Chainlit app, made once at import by ``install``:
 - **Sign-in that can end.** Every Chainlit route and the websocket connect go through
   ``checked_user``: the account must still exist (multi-user mode) and the token must
   be issued after its password was last set. Chainlit alone would re-create a removed
@@ -8,6 +8,7 @@ Owns three changes to the Chainlit app, made once at import by ``install``:
 - **"Not found" alike.** Another user's thread answers exactly like a missing one (404),
   on every thread route, and feedback can be written or deleted only on one's own
   messages.
+- **Empty uploads refused** with a message, before Chainlit's upload route (a 500 there).
 - **Sharing off means off.** While ``allow_thread_sharing`` is false, sharing and
   reading shared threads answer 404.
 
@@ -23,11 +24,12 @@ from chainlit import auth as chainlit_auth
 from chainlit.auth import reuseable_oauth
 from chainlit.config import config as chainlit_config
 from chainlit.types import DeleteFeedbackRequest, ShareThreadRequest, UpdateFeedbackRequest
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request, UploadFile
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from .runtime import get_runtime
+from .uploads import ACCEPTED_TEXT
 
 router = APIRouter()
 THREAD_NOT_FOUND = "Thread not found"
@@ -106,6 +108,19 @@ async def get_shared_thread(request: Request, thread_id: str, user=Depends(check
     import chainlit.server as chainlit_server
 
     return await chainlit_server.get_shared_thread(request, thread_id, user)
+
+
+@router.post("/project/file")
+async def upload_file(session_id: str, file: UploadFile, ask_parent_id: Optional[str] = None,
+                      user=Depends(checked_user)):
+    """Chainlit's upload, refusing an empty file with a message (Chainlit answered 500)."""
+    if not await file.read(1):
+        await file.close()
+        raise HTTPException(400, f"{file.filename or 'The file'} is empty. Send {ACCEPTED_TEXT}.")
+    await file.seek(0)
+    import chainlit.server as chainlit_server
+
+    return await chainlit_server.upload_file(user, session_id, file, ask_parent_id)
 
 
 def _signed_in(user) -> None:

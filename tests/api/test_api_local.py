@@ -235,6 +235,16 @@ def test_refused_uploads_keep_nothing(api, name, data, status, words):
     assert api.get(f"{API}/conversations/{conv}").json()["nodes"] == []
 
 
+def test_an_empty_file_on_chainlits_upload_route_is_refused_with_a_message(api):
+    r = api.post("/project/file", params={"session_id": "no-such-session"},
+                 files={"file": ("empty.png", b"", "image/png")})
+    assert r.status_code == 400, r.text
+    assert "empty.png is empty" in r.json()["detail"] and "PNG, JPEG or WebP" in r.json()["detail"]
+    r = api.post("/project/file", params={"session_id": "no-such-session"},
+                 files={"file": ("a.png", png_bytes(), "image/png")})
+    assert r.status_code == 404  # a real file goes on to Chainlit's own checks
+
+
 def test_a_png_with_a_large_colour_profile_is_accepted(api):
     conv = new_conversation(api)
     r = send(api, conv, "", images=[("profile.png", png_with_big_profile())])

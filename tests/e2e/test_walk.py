@@ -241,3 +241,12 @@ def test_bad_upload_is_refused_and_the_chat_goes_on(page, tmp_path, server_data)
     assert "No images yet" in ask(page, "/history", expect=r"No images yet")
     text = ask(page, files=[FIXTURES / "astronaut.png"], expect=r"Uploaded as #1")
     assert "#1" in text
+
+
+def test_an_empty_file_is_refused_with_a_message_and_send_still_works(page, tmp_path):
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    page.set_input_files("#upload-button-input", str(empty))
+    page.get_by_text("empty.png is empty").first.wait_for(timeout=15_000)
+    assert page.locator("#attachments").get_by_text("empty.png").count() == 0
+    assert "/undo" in ask(page, "/help", expect=r"/undo")
