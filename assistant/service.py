@@ -27,7 +27,7 @@ from sessions.store import CRASH_REASON
 
 from .queue import JobQueue, QueueFull, Ticket
 from .router import COMMANDS, MAX_VARIATIONS, Intent, route
-from .uploads import UploadError, load_upload
+from .uploads import UploadError, decoding, load_upload
 
 # Errors whose message is shown to the user as is.
 USER_ERRORS = (HistoryError, BackendError, UploadError)
@@ -225,9 +225,20 @@ class ChatService:
 
         All files are checked before any is kept, so a bad one loses nothing else.
         """
-        images = [(name, load_upload(data, name)) for name, data in files]
-        return [self.store.add_node(conversation_id, img, kind="upload", instruction=name,
-                                    move_head=False) for name, img in images]
+        # One picture's pixels at a time, each within the process-wide decode budget:
+        # several files are all checked first (and dropped), then decoded again to keep.
+        if len(files) > 1:
+            for name, data in files:
+                with decoding(data):
+                    load_upload(data, name)
+        nodes = []
+        for name, data in files:
+            with decoding(data):
+                img = load_upload(data, name)
+                nodes.append(self.store.add_node(conversation_id, img, kind="upload",
+                                                 instruction=name, move_head=False))
+                del img
+        return nodes
 
     # ---- intents ----------------------------------------------------------------------
 

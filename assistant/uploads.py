@@ -8,8 +8,12 @@ orientation applied and any colour mode turned into RGB. Everything else gets an
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import io
+import threading
 import warnings
+from contextlib import contextmanager
 
 import simplejpeg
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
@@ -32,6 +36,39 @@ _MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "PNG"),
     (b"\xff\xd8\xff", "JPEG"),
 )
+
+
+# Memory for decoded pictures in flight across the whole process. A 140 KB PNG can
+# decode to 36 MP (108 MB of RGB, and about three times that while it is converted and
+# re-encoded): without a bound, six at once took the server 3 GB up. One picture over
+# the budget still runs, alone.
+DECODE_BUDGET_BYTES = 600 * 1024 * 1024
+BYTES_PER_PIXEL_IN_FLIGHT = 9  # RGB, plus a copy in conversion and the PNG encoder's rows
+
+
+class _Budget:
+    """A counting budget of bytes: wait until the cost fits, or run alone."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.used = 0
+        self._cond = threading.Condition()
+
+    @contextmanager
+    def hold(self, cost: int):
+        cost = max(0, int(cost))
+        with self._cond:
+            self._cond.wait_for(lambda: self.used == 0 or self.used + cost <= self.total)
+            self.used += cost
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.used -= cost
+                self._cond.notify_all()
+
+
+DECODE_BUDGET = _Budget(DECODE_BUDGET_BYTES)
 
 
 class UploadError(Exception):
@@ -101,3 +138,44 @@ def _check_jpeg_scan(data: bytes, name: str) -> None:
         if any(word in str(e).lower() for word in _JPEG_DAMAGE):
             raise _damaged(name, "JPEG", e) from None
         # Anything else (a colour space simplejpeg lacks, say) is Pillow's to judge.
+
+
+def picture_size(data: bytes) -> tuple[int, int]:
+    """Width and height from the header alone (0, 0 when unreadable: the decode says why)."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return img.size
+    except Exception:
+        return 0, 0
+
+
+@contextmanager
+def decoding(data: bytes):
+    """Hold the process-wide decode budget for this file's pixels while working on them.
+
+    On the way out the memory the decode used goes back to the system (glibc keeps
+    freed large blocks in its arenas otherwise).
+    """
+    width, height = picture_size(data)
+    try:
+        with DECODE_BUDGET.hold(width * height * BYTES_PER_PIXEL_IN_FLIGHT):
+            yield
+    finally:
+        give_back_memory()
+
+
+_LIBC = None
+
+
+def give_back_memory() -> None:
+    """Ask glibc to return freed heap memory to the system (no-op elsewhere)."""
+    global _LIBC
+    if _LIBC is None:
+        name = ctypes.util.find_library("c")
+        try:
+            _LIBC = ctypes.CDLL(name) if name else False
+        except OSError:
+            _LIBC = False
+    trim = getattr(_LIBC, "malloc_trim", None) if _LIBC else None
+    if trim is not None:
+        trim(0)
