@@ -14,13 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from sqlmodel import SQLModel
-
 from pipelines import get_backend
 from sessions import HistoryError, Store
 
 from .config import Settings, get_settings
-from . import datalayer, tables, users  # noqa: F401  (tables registers the chat's tables)
+from . import datalayer, migrate, tables, users  # noqa: F401  (tables registers the chat's tables)
 from .queue import JobQueue
 from .service import BackendPool, ChatService
 
@@ -81,9 +79,9 @@ _lock = threading.Lock()
 
 def build_runtime(settings: Settings) -> Runtime:
     private_data_dir(settings.data_dir)
+    migrate.upgrade(settings.resolved_database_url)  # every table, by migrations
     store = Store.open(database_url=settings.resolved_database_url,
                        blob_dir=settings.resolved_blob_dir)
-    SQLModel.metadata.create_all(store.engine)  # the chat's own tables (assistant.tables)
     store.recover_interrupted_jobs()  # this process runs the jobs: fail those a crash left
     queue = JobQueue(workers=settings.workers)
     backends = BackendPool(settings.backend_name(),

@@ -41,6 +41,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"qwen-edit-chat: warning: the local mode signs in anyone who reaches it, and it "
               f"listens on {host}. Use QEC_MODE=multi with accounts to serve other people.",
               file=sys.stderr)
+    # The database first: upgraded (after a backup, on SQLite), or refused if newer.
+    from . import migrate
+
+    try:
+        done = migrate.upgrade(settings.resolved_database_url)
+    except migrate.DatabaseTooNew as e:
+        print(f"qwen-edit-chat: {e}", file=sys.stderr)
+        return 2
+    if done["from"] != done["to"] and done["from"] is not None:
+        print(f"Database upgraded from schema {done['from']} to {done['to']}"
+              + (f"; the copy from before is {done['backup']}" if done["backup"] else "."), flush=True)
     # Local mode: one person, a secret made once and kept in the data folder. (Only
     # then: a multi-user server brings its own, and an unused file there misleads.)
     if not os.environ.get("CHAINLIT_AUTH_SECRET"):

@@ -147,15 +147,15 @@ def run(args) -> int:
     import getpass
     import sys
 
-    from sqlmodel import SQLModel
-
     from sessions import Store
 
+    from . import migrate
     from .config import get_settings
 
     settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate.upgrade(settings.resolved_database_url)
     store = Store.open(database_url=settings.resolved_database_url, blob_dir=settings.resolved_blob_dir)
-    SQLModel.metadata.create_all(store.engine)
     try:
         if args.users_command == "list":
             for name in list_users(store.engine):
