@@ -9,15 +9,29 @@ TORCH   ?= torch==2.13.0
 HOST    ?= $(or $(QEC_HOST),127.0.0.1)
 PORT    ?= $(or $(QEC_PORT),8000)
 
-.PHONY: run test install chromium bench bench-gpu clean
+# Installs follow requirements.lock, the versions the tests passed with (torch aside:
+# it is machine-specific). pyproject.toml keeps ranges; `make lock` refreshes the lock.
+LOCK    := requirements.lock
+# The lock is resolved against the CPU build, so CUDA's packages stay out of it.
+TORCH_FOR_LOCK ?= torch==2.13.0+cpu
+
+.PHONY: run test install chromium bench bench-gpu lock clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(BIN)/python
+$(STAMP): pyproject.toml $(LOCK) | $(BIN)/python
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install $(TORCH)
-	$(BIN)/pip install -e '.[dev]'
+	$(BIN)/pip install -r $(LOCK)
+	$(BIN)/pip install --no-deps -e .
 	touch $(STAMP)
+
+lock: | $(BIN)/python
+	$(BIN)/pip install -q pip-tools
+	echo "$(TORCH_FOR_LOCK)" > $(VENV)/torch-for-lock.txt
+	$(BIN)/pip-compile --quiet --extra dev --extra postgres --unsafe-package torch \
+	  --strip-extras --no-emit-index-url --no-emit-find-links \
+	  -c $(VENV)/torch-for-lock.txt -o $(LOCK) pyproject.toml
 
 install: $(STAMP)
 
