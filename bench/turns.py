@@ -38,7 +38,7 @@ MB = 1_000_000
 
 
 class FixedLatencyBackend:
-    """Sleeps ``latency`` seconds, then returns a noisy picture at Picture 1's size."""
+    """Sleeps ``latency`` seconds, then returns a photo (shifted per seed) at Picture 1's size."""
 
     name = "fixed"
     capabilities = Capabilities()
@@ -46,13 +46,14 @@ class FixedLatencyBackend:
     def __init__(self, latency: float) -> None:
         self.latency = latency
         self.calls: list[float] = []
-        rng = np.random.default_rng(0)
-        self.noise = rng.integers(0, 256, (1024, 1024, 3), dtype=np.uint8)
+        # A real photo, not noise: PNG encoding costs depend on the content.
+        photo = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "chelsea.png"
+        self.noise = np.asarray(Image.open(photo).convert("RGB").resize((1024, 1024), Image.LANCZOS))
 
     def _result(self, size, seed):
         started = time.perf_counter()
         time.sleep(self.latency)
-        image = Image.fromarray(np.roll(self.noise, seed or 0, axis=1)).resize(size)
+        image = Image.fromarray(np.roll(self.noise, (seed or 0) % 97, axis=1)).resize(size)
         self.calls.append(time.perf_counter() - started)
         return Result(image, seed or 1, 4, self.latency, {"backend": "fixed", "model": "fixed"})
 
