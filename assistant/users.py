@@ -84,13 +84,6 @@ def list_users(engine) -> list[str]:
                 if r.password_hash]
 
 
-def is_active(engine, name: str) -> bool:
-    """The account exists and can sign in (removed accounts' tokens stop working)."""
-    with Session(engine) as s:
-        row = s.get(UserRow, name)
-        return row is not None and row.password_hash is not None
-
-
 def token_accepted(engine, name: str, issued_at: Optional[float]) -> bool:
     """The account exists, and a token issued at ``issued_at`` (seconds; None when not
     known) is not older than its password. JWT times are whole seconds, so a token

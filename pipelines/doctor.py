@@ -50,9 +50,8 @@ def report(gpu_memory_gib: Optional[float] = None, model: Optional[str] = None) 
     lines.append("Versions: " + ", ".join(f"{p} {_version(p) or '(not installed)'}" for p in PACKAGES))
     device = "cuda" if free_gpu is not None and gpu_memory_gib is None else "cpu"
     attention = levers.available_attention(device)
-    lines.append("Attention backends: " + ", ".join(attention)
-                 + ("" if len(attention) > 1 else " (install flash-attn for FlashAttention)"
-                    if free_gpu is not None else ""))
+    hint = " (install flash-attn for FlashAttention)" if attention == ["native"] and free_gpu else ""
+    lines.append("Attention backends: " + ", ".join(attention) + hint)
 
     folder = local_folder(model)
     sizes = profiles.model_bytes(folder)

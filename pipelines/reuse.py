@@ -49,13 +49,6 @@ class LRU:
                 self._items.popitem(last=False)
         return value
 
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
 
 def install(pipe) -> dict:
     """Wrap ``pipe``'s prompt and VAE encoders with caches; returns them by name."""
