@@ -3,7 +3,9 @@
 Owns what the chat accepts: PNG, JPEG and WebP, recognised by their bytes (never by
 the file name), decodable to the end, at most ``MAX_PIXELS`` pixels, EXIF
 orientation applied and any colour mode turned into RGB. Everything else gets an
-``UploadError`` whose message says what was wrong and what is accepted.
+``UploadError`` whose message says what was wrong and what is accepted. Also owns
+the process-wide budget of memory for decoded pixels in flight (``decoding``), so a
+few small files that decode to huge pictures cannot exhaust the server.
 """
 
 from __future__ import annotations
