@@ -1,27 +1,45 @@
 """Turn one chat message into an `Intent`: what the user asked for, in plain data.
 
-Owns the chat's vocabulary: the slash commands (/undo, /goto 3, /export jpeg, ...),
-the plain-language phrases that mean the same things ("go back to #3", "try again",
-"save as webp"), and the rule that every other message is an edit of the current
-image, or a fresh generation while there is no image yet.
+Owns how a message is read: the slash commands (/undo, /goto 3, /export jpeg, ...),
+plain-language moves in the tree ("go back to #3", "the original", "one more",
+"what have we done so far"), which attached photo is the picture to edit, and the
+rule that every other message is an edit of the current image, or a fresh
+generation while there is no image yet. The words themselves (the phrase tables)
+live in `phrases.py`.
 
 Does not know whether image #3 exists, what the head is, how a model runs, or
-anything about Chainlit. It reads the text plus two facts about the context (is
-there a current image, how many files came with the message) and does no I/O. The
-service checks intents against the store; the handler renders help and refusals.
+anything about Chainlit. It reads the text plus a few facts about the context (is
+there a current image, how many files came with the message, a reading the user
+chose) and does no I/O. The service checks intents against the store and resolves
+anchors ("the original", "the last one"); the handler renders help and refusals.
 
 Rules worth knowing:
 - A command matches only when the whole message is a command phrase (anchored
-  patterns), so "make the undo button red" and "undo the blur" are edits.
-- "branch from #2 and make it night" / "from #2, add a hat" / "go back to #3 and
-  make it night" are edits with `base` set; the node reference must say "#2" or
-  "image 2", or be followed by an explicit separator (",", "and", "then").
-- Variations: "try again", "another one", "a variation" ask for 1; a plural with no
-  number ("variations", "more variations", /variations) asks for DEFAULT_VARIATIONS;
-  more than MAX_VARIATIONS is refused rather than quietly cut down.
-- Files attached: with no text the message is an upload; with text it is an edit
-  that uses them as references, whatever the words (a generate phrase included).
-  Slash commands are explicit and keep their meaning even with files attached.
+  patterns), so "make the undo button red", "make the first car red" and
+  "one more cat" are edits.
+- Images can be named by number ("#3", "image 3"), by ordinal ("the third one",
+  "the first image": #3, #1), or by place: "the original" (the root of the current
+  image's line), "the last one" (the newest image), "the previous one" / "the one
+  before" (a step back). Places become `anchor`, resolved by the service.
+- "branch from #2 and make it night" / "using #2, add snow" / "take the first image
+  and remove the car" are edits with `base` (or `anchor`) set; the reference must be
+  explicit ("#2", "image 2", an ordinal), or be followed by a separator (",", "and").
+- Two requests in one message run in order when the first is a whole command:
+  "undo that and make it blue instead", "go back to #2 and export it as jpeg" give an
+  intent with `then` set.
+- Variations: "try again", "one more", "again but different" ask for 1; a plural with
+  no number ("variations", /variations) asks for DEFAULT_VARIATIONS; more than
+  MAX_VARIATIONS is refused rather than quietly cut down.
+- Files attached: with no text the message is an upload; with text it is an edit.
+  With no current image the first file is the picture to edit. With one, an attached
+  photo is the new picture to edit (`role="subject"`) unless the words make it a
+  source for the current image ("put the hat from this photo on him", "in the style
+  of this picture", "Picture 2"): then `role="reference"`. A `role` given by the
+  caller (the API's form field, the switch button) wins over the words. Slash
+  commands keep their meaning with files attached.
+- A move verb on something that is not an image ("undo the rain", "revert the
+  colors") could be either, so it becomes an `ask` intent with both readings in
+  `options`; the caller passes `reading="move"` or `"edit"` to pick one.
 - A refusal (bad argument, unknown command, nothing to make) comes back as a
   `help` intent whose `text` says what was wrong.
 """
@@ -29,11 +47,13 @@ Rules worth knowing:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+from . import phrases as P
 
 KINDS = (
     "generate", "edit", "upload", "undo", "redo", "checkout",
-    "variations", "export", "history", "help",
+    "variations", "export", "history", "help", "ask", "sample",
 )
 EXPORT_FORMATS = ("png", "jpeg", "webp", "history")
 DEFAULT_EXPORT_FORMAT = "png"
@@ -41,12 +61,15 @@ DEFAULT_EXPORT_FORMAT = "png"
 MAX_VARIATIONS = 8
 # What "variations" / "more variations" / "/variations" mean without a number.
 DEFAULT_VARIATIONS = 3
+ROLES = ("subject", "reference")  # what attached photos are for an edit
+ANCHORS = ("original", "latest", "previous")
+READINGS = ("move", "edit")
 
 # Usage lines for the help the handler renders, in the order to show them.
 COMMANDS = {
     "undo": "/undo [n] - step back n images (default 1)",
     "redo": "/redo [n] - step forward again after an undo",
-    "goto": "/goto N (or #N) - make image #N the current one",
+    "goto": "/goto N (or #N, \"the original\") - make image #N the current one",
     "branch": "/branch N [instruction] - continue from image #N, optionally editing it",
     "variations": (
         f"/variations [n] - n new takes on the last request"
@@ -55,13 +78,20 @@ COMMANDS = {
     "export": "/export [png|jpeg|webp|history] - download the image, or the whole history",
     "history": "/history - show the tree of images",
     "new": "/new <prompt> - start a fresh image from a description",
+    "sample": "/sample [instruction] - try the app on a sample photo",
     "help": "/help - this list",
 }
 
 
 @dataclass(frozen=True)
 class Intent:
-    """One thing to do. `base` is a node number (#N) to start from, None for the head."""
+    """One thing to do.
+
+    `base` is a node number (#N) to start from, None for the head; `anchor` names one
+    by place instead ("original", "latest", "previous"). `role` says what attached
+    photos are for an edit. `then` is a second intent to apply after this one.
+    `options` holds the two readings of an `ask`.
+    """
 
     kind: str
     text: str = ""
@@ -71,6 +101,10 @@ class Intent:
     # True when the user asked for "variations" without saying how many: the service
     # may then use the conversation's own setting instead of DEFAULT_VARIATIONS.
     default_count: bool = False
+    anchor: str | None = None
+    role: str | None = None
+    then: "Intent | None" = None
+    options: tuple = ()
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -83,16 +117,32 @@ class Intent:
             raise ValueError(f"export needs fmt in {EXPORT_FORMATS}, got {self.fmt!r}")
         if self.kind != "export" and self.fmt is not None:
             raise ValueError("fmt is only for export intents")
+        if self.anchor is not None and (self.anchor not in ANCHORS or self.base is not None):
+            raise ValueError(f"anchor must be one of {ANCHORS}, and not given with a base")
+        if self.role is not None and (self.role not in ROLES or self.kind != "edit"):
+            raise ValueError(f"role must be one of {ROLES}, and only on an edit")
+        if (self.kind == "ask") != bool(self.options):
+            raise ValueError("an ask intent, and only an ask, has its options")
 
 
 class _Refusal(Exception):
     """A message the user should read instead of anything happening."""
 
 
-def route(text: str | None, *, has_image: bool, attachments: int = 0) -> Intent:
-    """Decide what one message asks for. Never raises for user input."""
+def route(text: str | None, *, has_image: bool, attachments: int = 0,
+          role: str | None = None, reading: str | None = None) -> Intent:
+    """Decide what one message asks for. Never raises for user input.
+
+    ``role`` ("subject" / "reference") states what attached photos are, overriding
+    the words; ``reading`` ("move" / "edit") picks one reading of a message that
+    would otherwise be an `ask`.
+    """
     if attachments < 0:
         raise ValueError(f"attachments must be >= 0, got {attachments}")
+    if role is not None and role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+    if reading is not None and reading not in READINGS:
+        raise ValueError(f"reading must be one of {READINGS}, got {reading!r}")
     raw = (text or "").strip()
     try:
         if not raw:
@@ -100,43 +150,50 @@ def route(text: str | None, *, has_image: bool, attachments: int = 0) -> Intent:
         if _SLASH.match(raw):
             return _slash_command(raw)
         if attachments:
-            return _with_attachments(raw)
-        return _plain_language(raw, has_image=has_image)
+            return _with_attachments(raw, has_image=has_image, role=role)
+        intent = _plain_language(raw, has_image=has_image)
+        if intent.kind == "ask" and reading is not None:
+            return intent.options[READINGS.index(reading)]
+        return intent
     except _Refusal as refusal:
         return Intent("help", text=str(refusal))
 
 
-# ---------------------------------------------------------------- numbers
-
-_NUMBER_WORDS = {
-    "one": 1, "two": 2, "three": 3, "four": 4, "five": 5,
-    "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10,
-}
-_QUANTITY_WORDS = {
-    "a": 1, "an": 1, "another": 1, "once": 1, "twice": 2, "thrice": 3,
-    "a couple": 2, "a couple of": 2, "couple": 2, "couple of": 2, "a few": 3, "few": 3,
-}
-_NUM = r"(?:\d+|" + "|".join(_NUMBER_WORDS) + r")"
-# A node reference that cannot be mistaken for a quantity: "#3", "image 3", "picture #3".
-_REF = r"(?:#\s*\d+|(?:image|picture|pic|photo|version|node|number|no\.|nr\.?)\s*#?\s*\d+)"
-# In a whole-message command a bare number is a node too: "revert to 3".
-_REF_OR_NUMBER = rf"(?:{_REF}|\d+)"
-
+# ---------------------------------------------------------------- numbers and references
 
 def _number(token: str) -> int:
     token = " ".join(token.lower().split())
     if token.isdigit():
         return int(token)
-    if token in _NUMBER_WORDS:
-        return _NUMBER_WORDS[token]
-    return _QUANTITY_WORDS[token]
+    if token in P.NUMBER_WORDS:
+        return P.NUMBER_WORDS[token]
+    return P.QUANTITY_WORDS[token]
+
+
+def _reference(ref: str) -> dict:
+    """``base`` or ``anchor`` for a node reference: "#3", "the third one", "the original"."""
+    words = " ".join(ref.lower().split())
+    if m := re.search(r"\d+", words):
+        number = int(m.group())
+        if number < 1:
+            raise _Refusal(f"There is no image #{number}; images are numbered from #1.")
+        return {"base": number}
+    words = re.sub(r"^(?:the|my)\s+", "", words)
+    for word, number in P.ORDINAL_WORDS.items():
+        if words == word or words.startswith(word + " "):
+            return {"base": number}
+    for phrase in sorted(P.ANCHOR_WORDS, key=len, reverse=True):
+        if words == phrase or words.startswith(phrase + " "):
+            return {"anchor": P.ANCHOR_WORDS[phrase]}
+    raise ValueError(f"not a node reference: {ref!r}")  # the patterns and tables disagree
 
 
 def _node_number(ref: str) -> int:
-    number = int(re.search(r"\d+", ref).group())
-    if number < 1:
-        raise _Refusal(f"There is no image #{number}; images are numbered from #1.")
-    return number
+    """A reference that must be a number (slash commands)."""
+    found = _reference(ref)
+    if "base" not in found:
+        raise _Refusal("Say which image by its number, like /goto 3.")
+    return found["base"]
 
 
 def _variation_count(count: int) -> int:
@@ -155,14 +212,13 @@ def _step_count(count: int, kind: str) -> int:
 
 # ---------------------------------------------------------------- slash commands
 
-_SLASH = re.compile(r"/(?:[A-Za-z][\w-]*)?(?=\s|$)")
-_ALIASES = {"checkout": "goto", "variation": "variations", "generate": "new"}
+_SLASH = re.compile(P.SLASH)
 
 
 def _slash_command(raw: str) -> Intent:
     name, args = re.match(r"/(\S*)\s*(.*)", raw, re.S).groups()
     args = args.strip()
-    command = _ALIASES.get(name.lower(), name.lower())
+    command = P.SLASH_ALIASES.get(name.lower(), name.lower())
     handler = _SLASH_HANDLERS.get(command)
     if handler is None:
         raise _Refusal(f"Unknown command /{name}")
@@ -173,20 +229,20 @@ def _slash_steps(kind: str):
     def handler(args: str) -> Intent:
         if not args:
             return Intent(kind)
-        if not re.fullmatch(_NUM, args, re.I):
+        if not re.fullmatch(P.NUM, args, re.I):
             raise _Refusal(f"/{kind} takes a number of steps, like /{kind} 2.")
         return Intent(kind, count=_step_count(_number(args), kind))
     return handler
 
 
 def _slash_goto(args: str) -> Intent:
-    if not re.fullmatch(_REF_OR_NUMBER, args, re.I):
+    if not re.fullmatch(P.REF_OR_NUMBER, args, re.I):
         raise _Refusal("Say which image: /goto 3")
-    return Intent("checkout", base=_node_number(args))
+    return Intent("checkout", **_reference(args))
 
 
 def _slash_branch(args: str) -> Intent:
-    m = re.match(rf"({_REF_OR_NUMBER})(?=[\s,:;]|$)[\s,:;]*(.*)", args, re.I | re.S)
+    m = re.match(rf"({P.REF}|\d+)(?=[\s,:;]|$)[\s,:;]*(.*)", args, re.I | re.S)
     if not m:
         raise _Refusal("Say which image to branch from: /branch 3 make it night")
     base = _node_number(m.group(1))
@@ -197,7 +253,7 @@ def _slash_branch(args: str) -> Intent:
 def _slash_variations(args: str) -> Intent:
     if not args:
         return Intent("variations", count=DEFAULT_VARIATIONS, default_count=True)
-    if not re.fullmatch(_NUM, args, re.I):
+    if not re.fullmatch(P.NUM, args, re.I):
         raise _Refusal("/variations takes a number, like /variations 4.")
     return Intent("variations", count=_variation_count(_number(args)))
 
@@ -223,18 +279,14 @@ _SLASH_HANDLERS = {
     "history": lambda args: Intent("history"),
     "help": lambda args: Intent("help"),
     "new": _slash_new,
+    "sample": lambda args: Intent("sample", text=_clean_instruction(args)),
 }
 
 _NOTHING_TO_MAKE = "Say what to make, like: /new a cat on a roof"
 
-_FORMAT_ALIASES = {
-    "png": "png", "jpeg": "jpeg", "jpg": "jpeg", "webp": "webp",
-    "history": "history", "zip": "history", "all": "history", "everything": "history", "tree": "history",
-}
-
 
 def _export_format(word: str) -> str:
-    fmt = _FORMAT_ALIASES.get(word.lower().lstrip("."))
+    fmt = P.FORMAT_ALIASES.get(word.lower().lstrip("."))
     if fmt is None:
         raise _Refusal(f"Unknown export format {word!r}: use png, jpeg, webp or history.")
     return fmt
@@ -242,26 +294,10 @@ def _export_format(word: str) -> str:
 
 # ---------------------------------------------------------------- cleaning
 
-# Politeness in front of a request; stripping it keeps the instruction readable
-# ("can you make it look like a watercolor?" -> "make it look like a watercolor").
-_POLITE_PREFIX = re.compile(
-    r"(?:please|pls|plz|kindly|(?:can|could|would|will)\s+(?:you|u|we)(?:\s+please)?"
-    r"|i(?:['’]d|\s+would)\s+like\s+you\s+to|i\s+(?:want|need)\s+you\s+to|go\s+ahead\s+and"
-    r"|let['’]?s|now|just|ok(?:ay)?|hey|hi|hello|alright|oops|ugh)\b[\s,.!:;-]*",
-    re.I,
-)
-# Interjections only matter for recognising commands ("no, undo that"); they are
-# never cut from an edit, where "no" can carry meaning ("no rain").
-_INTERJECTION = re.compile(
-    r"(?:(?:no|nah|nope|wait|actually|well|oh|ah|yes|yeah|yep|great|nice|cool|good|hm+|uh+|um+)\s*[,.!]+"
-    r"|(?:hm+|argh|right|so)\b)\s*",
-    re.I,
-)
-# Thanks only counts after punctuation: "add a sign that says thank you" keeps its words.
-_POLITE_SUFFIX = re.compile(
-    r"(?:\s*[,.!]\s*(?:thanks|thank\s+you|thx|cheers)|[\s,]+(?:please|pls|plz))+[\s.!?]*$", re.I
-)
-_LEADING_JOINER = re.compile(r"(?:(?:and\s+then|and|then)\b|[,:;-])\s*", re.I)
+_POLITE_PREFIX = re.compile(P.POLITE_PREFIX, re.I)
+_INTERJECTION = re.compile(P.INTERJECTION, re.I)
+_POLITE_SUFFIX = re.compile(P.POLITE_SUFFIX, re.I)
+_LEADING_JOINER = re.compile(P.LEADING_JOINER, re.I)
 
 
 def _strip_polite(text: str) -> str:
@@ -306,26 +342,44 @@ def _plain_language(raw: str, *, has_image: bool) -> Intent:
     based = _based_request(core)
     if based is not None:
         return based
+    both = _two_requests(core)
+    if both is not None:
+        return both
     prompt = _generate_prompt(core)
     if prompt is not None:
         return Intent("generate", text=prompt)
     if not has_image:
         # Nothing to edit yet: the whole message describes the first picture.
         return Intent("generate", text=raw)
-    return Intent("edit", text=_clean_instruction(raw) or raw)
+    edit = Intent("edit", text=_clean_instruction(raw) or raw)
+    if _AMBIGUOUS_MOVE.fullmatch(_for_matching(core)):
+        return Intent("ask", text=raw, options=(Intent("undo"), edit))
+    return edit
 
 
-def _with_attachments(raw: str) -> Intent:
+def _with_attachments(raw: str, *, has_image: bool, role: str | None) -> Intent:
     """The user gave images, so the words say how to use them: always an edit."""
     core = _strip_polite(raw)
     split = _split_base(core)
-    if split is not None:
-        base, rest = split
-        return Intent("edit", text=rest, base=base)
+    if split is not None:  # an image was named: the photos are its references
+        where, rest = split
+        return Intent("edit", text=rest, role=role or "reference", **where)
     command = _whole_message_command(_for_matching(core))
     if command is not None and command.kind == "checkout":
-        return Intent("edit", base=command.base)
-    return Intent("edit", text=_clean_instruction(raw) or raw)
+        return Intent("edit", base=command.base, anchor=command.anchor, role=role or "reference")
+    if role is None:
+        role = "reference" if has_image and _reads_as_reference(raw) else "subject"
+    return Intent("edit", text=_clean_instruction(raw) or raw, role=role)
+
+
+_REFERENCE_WORDS = re.compile(P.REFERENCE_WORDS, re.I)
+_SUBJECT_WORDS = re.compile(P.SUBJECT_WORDS, re.I)
+
+
+def _reads_as_reference(text: str) -> bool:
+    """Do the words point at the attached photo as a source of something?"""
+    text = " ".join(text.replace("’", "'").split())
+    return bool(_REFERENCE_WORDS.search(text)) and not _SUBJECT_WORDS.search(text)
 
 
 def _whole_message_command(s: str) -> Intent | None:
@@ -348,17 +402,20 @@ def _steps(kind: str):
 
 
 def _checkout(m: re.Match) -> Intent:
-    return Intent("checkout", base=_node_number(m.group("ref")))
+    where = _reference(m.group("ref"))
+    if where.get("anchor") == "previous":
+        return Intent("undo")  # "go back to the one before" is a step back
+    return Intent("checkout", **where)
 
 
 def _export(m: re.Match) -> Intent | None:
     fmt_word = m.group("fmt")
-    base = _node_number(m.group("ref")) if m.group("ref") else None
+    where = _reference(m.group("ref")) if m.group("ref") else {}
     if fmt_word is None:
-        return Intent("export", base=base, fmt=DEFAULT_EXPORT_FORMAT)
-    if m.group("as") is None and fmt_word.lstrip(".") not in _FORMAT_ALIASES:
+        return Intent("export", fmt=DEFAULT_EXPORT_FORMAT, **where)
+    if m.group("as") is None and fmt_word.lstrip(".") not in P.FORMAT_ALIASES:
         return None  # "save cat" is not an export request
-    return Intent("export", base=base, fmt=_export_format(fmt_word))
+    return Intent("export", fmt=_export_format(fmt_word), **where)
 
 
 def _variations(m: re.Match) -> Intent:
@@ -367,102 +424,47 @@ def _variations(m: re.Match) -> Intent:
     default = False
     if quantity and quantity != "some":
         count = _number(quantity)
-    elif (groups.get("noun") or "").endswith("s") or quantity == "some":
+    elif quantity == "some" or _is_plural(groups.get("noun") or ""):
         count, default = DEFAULT_VARIATIONS, True
     else:
         count = 1
-    base = _node_number(groups["ref"]) if groups.get("ref") else None
-    return Intent("variations", count=_variation_count(count), base=base, default_count=default)
+    where = _reference(groups["ref"]) if groups.get("ref") else {}
+    return Intent("variations", count=_variation_count(count), default_count=default, **where)
+
+
+def _is_plural(noun: str) -> bool:
+    return noun.endswith("s") and noun != "goes"
 
 
 def _fixed(kind: str, **fields):
     return lambda m: Intent(kind, **fields)
 
 
-_THIS = r"(?:it|this|that|this\s+one|that\s+one)"
-# Verbs that move to a node with "to": "go back to #3", "switch to image 3".
-_MOVE_TO = r"(?:(?:go|jump|switch|move|return|get|take\s+me|roll|head|revert|reset|rewind)\s+)?(?:back\s+)?to"
-_STEP_NOUN = r"(?:\s+(?:ones?|steps?|changes?|edits?|times?|images?|versions?))?"
-_STEP_COUNT = rf"(?:\s+(?P<count>{_NUM}|a|an))?{_STEP_NOUN}(?:\s+(?P<times>once|twice|thrice))?"
-_LAST = r"(?:\s+(?:that|it|this))?(?:\s+(?:the\s+)?last)?"
-_SHOW = r"(?:show|view|see|display|list|print|open)(?:\s+(?:me|us))?"
-_VARIATION_LEAD = (
-    r"(?:(?:give|show|make|generate|create|get|render|do|produce)(?:\s+(?:me|us))?\s+"
-    r"|(?:see|let\s+me\s+see|i\s+want|i'd\s+like|how\s+about)\s+)?"
-)
-_VARIATION_QTY = (
-    rf"(?:(?P<qty>{_NUM}|a\s+few|a\s+couple(?:\s+of)?|couple(?:\s+of)?|few|some|a|an|another)\s+)?"
-    r"(?:(?:more|other|different|new|alternative|random)\s+)*"
-)
-_VARIATION_NOUN = r"(?P<noun>variations?|versions?|alternatives?|options?|variants?|takes?|tries|attempts?)"
-_VARIATION_OF = rf"(?:\s+(?:of|for|from|on)\s+(?:{_THIS}|the\s+last\s+one|(?P<ref>{_REF_OR_NUMBER})))?"
-_EXPORT_OBJECT = (
-    rf"(?:\s+(?:{_THIS}|image|the\s+(?:image|picture|photo|result|file|current\s+(?:one|image))"
-    rf"|(?P<ref>{_REF_OR_NUMBER})))?"
-)
-
+_BUILDERS = {
+    "help": _fixed("help"),
+    "history": _fixed("history"),
+    "export_history": _fixed("export", fmt="history"),
+    "export": _export,
+    "undo": _steps("undo"),
+    "undo_one": _fixed("undo"),
+    "redo": _steps("redo"),
+    "redo_one": _fixed("redo"),
+    "variations": _variations,
+    "checkout": _checkout,
+}
 # Whole-message command phrases, tried in order against the _for_matching form.
-_COMMANDS = [(re.compile(p, re.I), build) for p, build in [
-    # help and small talk: nothing to run, so show what the chat can do
-    (r"help(?:\s+me)?|what\s+can\s+(?:you|i)\s+do|what\s+do\s+you\s+do|how\s+does\s+(?:this|it)\s+work"
-     r"|how\s+do\s+i\s+use\s+(?:this|you|it)|(?:(?:show|list)\s+)?(?:the\s+|your\s+)?commands"
-     r"|what\s+are\s+(?:the|your)\s+commands|usage|instructions|\?+", _fixed("help")),
-    (r"thanks|thank\s+you|thx|ok(?:ay)?|cool|nice|great|perfect|awesome|lol|hi|hello|hey", _fixed("help")),
-    # history
-    (rf"(?:{_SHOW}\s+)?(?:the\s+|my\s+)?(?:whole\s+|full\s+|entire\s+)?(?:edit\s+|image\s+)?(?:history|tree|timeline)"
-     rf"|{_SHOW}\s+(?:all\s+)?(?:the\s+|my\s+)?(?:images|pictures)|where\s+am\s+i", _fixed("history")),
-    # export: the whole history first, so "export everything" is not a format
-    (r"(?:export|download|save)(?:\s+(?:the|my))?(?:\s+(?:whole|entire|full|complete))?(?:\s+(?:edit|image))?"
-     r"\s+(?:history|tree|everything|session|conversation|all(?:\s+(?:the\s+)?(?:images|pictures|of\s+(?:them|it)))?)"
-     r"(?:\s+(?:as\s+(?:a\s+)?)?zip(?:\s+file)?)?", _fixed("export", fmt="history")),
-    (rf"(?:export|download|save){_EXPORT_OBJECT}(?:\s+(?P<as>as|to|in|into)(?:\s+(?:a|an))?)?"
-     r"(?:\s+(?P<fmt>\.?\w+))?(?:\s+(?:file|format|image))?", _export),
-    # undo
-    (rf"undo{_LAST}{_STEP_COUNT}", _steps("undo")),
-    (rf"(?:(?:go|step|move|jump|take\s+(?:me|it))\s+)?back{_STEP_COUNT}", _steps("undo")),
-    (r"revert(?:\s+(?:that|it|this|the\s+last(?:\s+(?:one|change|edit|step))?))?"
-     r"|(?:go\s+(?:back\s+)?to\s+)?(?:the\s+)?previous(?:\s+(?:one|image|picture|version|step))?", _fixed("undo")),
-    # redo
-    (r"undo\s+(?:the|that|my)\s+undo", _fixed("redo")),
-    (rf"re-?do{_LAST}{_STEP_COUNT}", _steps("redo")),
-    (rf"(?:(?:go|step|move|jump)\s+)?forward{_STEP_COUNT}", _steps("redo")),
-    (r"(?:go\s+to\s+)?(?:the\s+)?next(?:\s+(?:one|image|picture|version|step))?", _fixed("redo")),
-    # variations
-    (rf"{_VARIATION_LEAD}{_VARIATION_QTY}{_VARIATION_NOUN}{_VARIATION_OF}", _variations),
-    (rf"{_VARIATION_LEAD}(?P<qty>{_NUM})\s+more(?:\s+(?:ones|times|please))?", _variations),
-    (rf"{_VARIATION_LEAD}another\s+(?P<qty>{_NUM})(?:\s+(?:ones|times))?", _variations),
-    (rf"{_VARIATION_LEAD}(?:one\s+more|another)(?:\s+(?:one|time|try|go|attempt|shot))?", _variations),
-    (r"(?:(?:try|do|run|make|generate|render|roll)(?:\s+(?:it|that|this|one))?\s+)?"
-     r"(?:again|once\s+more|one\s+more\s+time)"
-     r"|re-?roll(?:\s+(?:it|that|this))?|re-?generate(?:\s+(?:it|that|this))?|retry"
-     r"|new\s+seed|different\s+seed|surprise\s+me",
-     _variations),
-    # checkout
-    (rf"(?P<ref>{_REF_OR_NUMBER})", _checkout),
-    (rf"{_MOVE_TO}\s+(?P<ref>{_REF_OR_NUMBER})",
-     _checkout),
-    (rf"(?:show(?:\s+me)?|open|view|see|display|checkout|check\s+out|select|load|restore|pick|choose|use"
-     r"|(?:continue|start(?:\s+(?:over|again))?|work)\s+from|from|switch|(?:let's\s+)?go\s+with"
-     rf"|i\s+(?:like|prefer))\s+(?P<ref>{_REF_OR_NUMBER})",
-     _checkout),
-    (rf"(?:branch|fork)(?:\s+(?:from|off(?:\s+of)?|at|on))?\s+(?P<ref>{_REF_OR_NUMBER})", _checkout),
-]]
+_COMMANDS = [(re.compile(pattern, re.I), _BUILDERS[name]) for pattern, name in P.COMMANDS]
+
+_BASE_LEAD = re.compile(P.BASE_LEAD, re.I)
+_EXPLICIT_SEPARATOR = re.compile(P.EXPLICIT_SEPARATOR, re.I)
+_SECOND_REQUEST = re.compile(P.SECOND_REQUEST, re.I)
+_AMBIGUOUS_MOVE = re.compile(P.AMBIGUOUS_MOVE, re.I)
+# References that need no separator after a "from"/"back to" lead: "from #2 add fog"
+# (but "go back to the original colors" is an edit).
+_EXPLICIT_REF = re.compile(P.REF, re.I)
 
 
-# "branch from #2 and ...", "go back to #3, ...", "take #4 and ...", "#3: ..."
-_BASE_LEAD = re.compile(
-    r"(?:(?P<from>(?:(?:branch|fork|start(?:\s+(?:over|again))?|continue|work|edit|go\s+on|carry\s+on)\s+)?"
-    r"(?:from|off(?:\s+of)?|on))"
-    rf"|(?P<to>{_MOVE_TO})"
-    r"|(?P<take>take|open|load|restore|checkout|check\s+out|select))\s+"
-    rf"(?P<ref>{_REF_OR_NUMBER})"
-    r"|(?P<hash>#\s*\d+)",
-    re.I,
-)
-_EXPLICIT_SEPARATOR = re.compile(r"\s*[,:;]\s*|\s+-+\s+|\s+(?:and\s+then|and|then)\s+", re.I)
-
-
-def _split_base(core: str) -> tuple[int, str] | None:
+def _split_base(core: str) -> tuple[dict, str] | None:
     """Split "<node reference><separator><instruction>"; None if the text is not that."""
     m = _BASE_LEAD.match(core)
     if not m:
@@ -472,41 +474,55 @@ def _split_base(core: str) -> tuple[int, str] | None:
     separator = _EXPLICIT_SEPARATOR.match(rest)
     # Without a comma or "and", only "from #2 ..." / "back to #2 ..." are clear enough;
     # "on 3 sides ..." or "take #2 as ..." must stay ordinary edits.
-    words_only = (m.group("from") or m.group("to")) and re.fullmatch(_REF, ref, re.I)
+    words_only = (m.group("from") or m.group("to")) and _EXPLICIT_REF.fullmatch(ref)
     if separator is None and not (words_only and rest[:1].isspace()):
+        return None
+    if m.group("take") in ("use", "using", "in", "based on") and separator is None:
         return None
     instruction = _clean_instruction(rest)
     if not instruction:
         return None
-    return _node_number(ref), instruction
+    return _reference(ref), instruction
 
 
 def _based_request(core: str) -> Intent | None:
     split = _split_base(core)
     if split is None:
         return None
-    base, rest = split
+    where, rest = split
     follow_up = _whole_message_command(_for_matching(rest))
     if follow_up is not None and follow_up.kind == "variations":
-        return Intent("variations", count=follow_up.count, base=base)
-    return Intent("edit", text=rest, base=base)
+        return replace(follow_up, **{"base": None, "anchor": None, **where})
+    if follow_up is not None and follow_up.kind not in ("help", "checkout"):
+        # "go back to #2 and export it as jpeg": the move, then the command.
+        if where.get("anchor") == "previous":
+            return Intent("undo", then=follow_up)
+        return Intent("checkout", **where, then=follow_up)
+    if where.get("anchor") == "previous":
+        return Intent("undo", then=Intent("edit", text=rest))
+    return Intent("edit", text=rest, **where)
 
 
-# Words that only say "make a new picture"; whatever follows is the prompt.
-_GENERATE_LEADS = [re.compile(p, re.I | re.S) for p in (
-    r"(?:start\s+(?:over|again|fresh|afresh)|begin\s+again|from\s+scratch)\b"
-    r"(?:\s*[,:;-]\s*|\s+)?(?:(?:with|of|showing)\b\s*)?(?P<rest>.*)",
-    r"(?:a\s+)?(?:brand\s+)?new\s+(?:image|picture|pic)\s*(?:of|showing|with|:)\s*(?P<rest>.*)",
-    r"(?:generate|create|draw|paint|render|make|sketch|produce|design|give\s+me|show\s+me)(?:\s+(?:me|us))?\s+"
-    r"(?:a\s+new\s+|a\s+|an\s+|new\s+|another\s+)?(?:image|picture|pic)"
-    r"\s*(?:of|showing|with|depicting|featuring|:)\s*(?P<rest>.*)",
-    # The medium is part of the prompt: "draw a watercolor painting of a harbor".
-    r"(?:generate|create|draw|paint|render|sketch|design|make)(?:\s+(?:me|us))?\s+"
-    r"(?P<rest>(?:a|an)\s+(?:[\w-]+\s+){0,2}?(?:photo|photograph|painting|drawing|illustration|sketch|portrait"
-    r"|rendering|poster|watercolou?r|cartoon|wallpaper)\s+of\s+.+)",
-    r"(?:draw|paint|sketch|create|make)\s+me\s+(?P<rest>(?:a|an|some)\s+.+)",
-    r"generate\b(?:\s+(?:me|us)\b)?\s*(?P<rest>.*)",
-)]
+def _two_requests(core: str) -> Intent | None:
+    """"undo that and make it blue instead": a whole command, then another request."""
+    for sep in _SECOND_REQUEST.finditer(core):
+        first = _whole_message_command(_for_matching(core[:sep.start()]))
+        if first is None or first.kind in ("help", "ask"):
+            continue
+        rest = _clean_instruction(core[sep.end():])
+        if not rest:
+            return None
+        second = _plain_language(rest, has_image=True)
+        if second.kind in ("help", "ask") or second.then is not None:
+            return None
+        if first.kind == "checkout" and second.kind == "edit" and second.base is None and second.anchor is None:
+            # "show me the original and add snow" is an edit of the original
+            return replace(second, base=first.base, anchor=first.anchor)
+        return replace(first, then=second)
+    return None
+
+
+_GENERATE_LEADS = [re.compile(p, re.I | re.S) for p in P.GENERATE_LEADS]
 
 
 def _generate_prompt(core: str) -> str | None:

@@ -14,8 +14,8 @@ from assistant.router import (
 )
 
 
-def edit(text, base=None):
-    return Intent("edit", text=text, base=base)
+def edit(text, base=None, role=None):
+    return Intent("edit", text=text, base=base, role=role)
 
 
 def generate(text):
@@ -318,7 +318,6 @@ def test_without_an_image_commands_still_work(text, expected):
     ("make the undo button red", "make the undo button red"),
     ("add a redo sign", "add a redo sign"),
     ("remove the #3 sticker", "remove the #3 sticker"),
-    ("undo the blur", "undo the blur"),
     ("help me make it brighter", "help me make it brighter"),
     ("put the history of rome in the background", "put the history of rome in the background"),
     ("save the cat from the fire", "save the cat from the fire"),
@@ -355,15 +354,18 @@ def test_edit_of_the_current_image(text, expected_text):
     ("", True, 0, HELP),
     ("  \n ", False, 0, HELP),
     (None, True, 0, HELP),
-    ("put this hat on him", True, 1, edit("put this hat on him")),
-    ("put this hat on him", False, 1, edit("put this hat on him")),
-    ("can you put this hat on him?", True, 2, edit("put this hat on him")),
-    ("generate a cat like this", True, 1, edit("generate a cat like this")),
-    ("generate a cat like this", False, 1, edit("generate a cat like this")),
-    ("from #2, put this hat on him", True, 1, edit("put this hat on him", base=2)),
-    ("#2", True, 1, Intent("edit", base=2)),
+    # With an image, words that point at the photo as a source make it a reference ...
+    ("put this hat on him", True, 1, edit("put this hat on him", role="reference")),
+    ("can you put this hat on him?", True, 2, edit("put this hat on him", role="reference")),
+    ("generate a cat like this", True, 1, edit("generate a cat like this", role="reference")),
+    # ... and with no image yet, the first photo is the picture to edit whatever the words.
+    ("put this hat on him", False, 1, edit("put this hat on him", role="subject")),
+    ("generate a cat like this", False, 1, edit("generate a cat like this", role="subject")),
+    # An image named in the words: the photos are its references.
+    ("from #2, put this hat on him", True, 1, edit("put this hat on him", base=2, role="reference")),
+    ("#2", True, 1, Intent("edit", base=2, role="reference")),
     # With files attached the words describe how to use them, even command words.
-    ("undo", True, 1, edit("undo")),
+    ("undo", True, 1, edit("undo", role="subject")),
     # Slash commands are explicit and win over attachments.
     ("/undo", True, 1, undo()),
     ("/new a cat", True, 1, generate("a cat")),
@@ -465,7 +467,8 @@ def test_intent_rejects_impossible_values(fields, message):
 
 
 def test_every_routed_kind_is_a_known_kind():
-    samples = ["undo", "redo", "#2", "try again", "export", "history", "help", "generate a cat", "add a hat"]
+    samples = ["undo", "redo", "#2", "try again", "export", "history", "help", "generate a cat", "add a hat",
+               "undo the rain", "/sample"]
     kinds = {route(text, has_image=True).kind for text in samples}
     kinds.add(route("", has_image=True, attachments=1).kind)
     assert kinds == set(KINDS)
