@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Annotated, Literal, Optional
 
@@ -36,6 +37,7 @@ from sessions.store import MAX_NUMBER
 
 from . import routes
 from .routes import current_owner
+from .router import READINGS, ROLES
 from .runtime import get_runtime
 from .service import ChatSettings, Outcome
 from .uploads import ACCEPTED, ACCEPTED_TEXT, MAX_BYTES, UploadError, load_upload, sniff
@@ -272,6 +274,18 @@ class RenameIn(BaseModel):
 class MessageIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: Annotated[str, StringConstraints(max_length=MAX_TEXT)]
+    reading: Optional[Literal["move", "edit"]] = Field(
+        None, description="For a message that could be a move or an edit (the reply asks): pick one.")
+
+
+@dataclass
+class _Message:
+    """A message as the route read it: words, files, and what the client stated outright."""
+
+    text: str
+    files: list
+    role: Optional[str] = None
+    reading: Optional[str] = None
 
 
 class MessageOut(BaseModel):
@@ -282,6 +296,12 @@ class MessageOut(BaseModel):
     node: Optional[NodeOut] = Field(None, description="The image the head moved to, if it moved.")
     head: Optional[int]
     export: Optional[str] = Field(None, description="URL of the download that was asked for.")
+    notes: list[str] = Field(default_factory=list, description=(
+        "How attached images were read, per job: \"Edited your new photo (#2).\" or \"Edited #1 "
+        "using your photo #2 as a reference.\" Send role=subject|reference to state it outright."))
+    choices: list[str] = Field(default_factory=list, description=(
+        "When the message could be a move or an edit, the readings to choose from ('move', "
+        "'edit'): send the same text again with reading=..."))
     tree: Optional[str] = Field(None, description="URL of the conversation's tree, when the history was asked for.")
 
 
@@ -447,6 +467,12 @@ _MESSAGE_BODY = {
                 "images": {"type": "array", "maxItems": MAX_IMAGES,
                            "items": {"type": "string", "format": "binary"},
                            "description": f"0-{MAX_IMAGES} images: {ACCEPTED_TEXT}."},
+                "role": {"type": "string", "enum": list(ROLES),
+                         "description": "What the images are when there is a current image: 'subject' "
+                                        "(the first is the picture to edit) or 'reference' (sources for "
+                                        "the current image). Without it, the words decide."},
+                "reading": {"type": "string", "enum": list(READINGS),
+                            "description": "For a message that could be a move or an edit: pick one."},
             }}},
         "application/json": {"schema": MessageIn.model_json_schema()},
     },
@@ -462,11 +488,10 @@ _MESSAGE_BODY = {
                      422: {"description": "The message or an image could not be used; detail says why."}},
           summary="Send a message, as in the chat: text and up to three images")
 async def post_message(conversation_id: str, request: Request, owner: Owner):
-    rt = get_runtime()
     # The conversation first: nobody uploads 90 MB to learn that it does not exist.
     conv = await run_in_threadpool(_own, conversation_id, owner)
-    text, files = await _read_message(request)
-    for name, data in files:
+    msg = await _read_message(request)
+    for name, data in msg.files:
         # Cheap refusals first, with the upload checker's own words.
         if len(data) > MAX_BYTES or not data or sniff(data) is None:
             status = 413 if len(data) > MAX_BYTES else 422 if not data else 415
@@ -474,7 +499,7 @@ async def post_message(conversation_id: str, request: Request, owner: Owner):
                 load_upload(data, name)
             except UploadError as e:
                 raise HTTPException(status, str(e)) from None
-    outcome, uploads, head, export_query = await run_in_threadpool(_apply, conv, text, files)
+    outcome, uploads, head, export_query = await run_in_threadpool(_apply, conv, msg)
     if outcome.is_error:
         raise HTTPException(422, outcome.message)
     out = _message_out(_root(request), conv.id, outcome, uploads, head, export_query)
@@ -483,17 +508,17 @@ async def post_message(conversation_id: str, request: Request, owner: Owner):
     return JSONResponse(out.model_dump(mode="json"), status_code=status, headers=headers)
 
 
-async def _read_message(request: Request) -> tuple[str, list[tuple[str, bytes]]]:
+async def _read_message(request: Request) -> _Message:
     ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if ctype == "application/json":
         body = await request.body()
         try:
-            text = MessageIn.model_validate_json(body).text
+            parsed = MessageIn.model_validate_json(body)
         except ValidationError as e:
             errors = json.loads(e.json(include_url=False, include_input=False))
             raise RequestValidationError([{**err, "loc": ["body", *err["loc"]]} for err in errors]) from None
-        _check_text(text, "text")
-        return text, []
+        _check_text(parsed.text, "text")
+        return _Message(parsed.text, [], reading=parsed.reading)
     if ctype not in ("multipart/form-data", "application/x-www-form-urlencoded"):
         raise HTTPException(415, "Send multipart/form-data (a field 'text' and up to "
                                  f"{MAX_IMAGES} files 'images') or application/json "
@@ -507,15 +532,21 @@ async def _read_message(request: Request) -> tuple[str, list[tuple[str, bytes]]]
     except Exception as e:  # a malformed body the parser chokes on
         raise HTTPException(422, f"The form could not be read ({type(e).__name__}).") from None
     try:
-        text, images = "", []
+        text, images, stated = "", [], {}
         for key, value in form.multi_items():
             if key == "text" and isinstance(value, str):
                 text = value
             elif key == "images" and isinstance(value, UploadFile):
                 images.append(value)
+            elif key in _CHOICES and isinstance(value, str):
+                if value not in _CHOICES[key]:
+                    raise HTTPException(422, f"The field {key!r} is {value[:40]!r}; use "
+                                             f"{' or '.join(_CHOICES[key])}, or leave it out.")
+                stated[key] = value
             else:
-                raise HTTPException(422, f"Unexpected form field {key[:40]!r}: send a field 'text' and "
-                                         f"up to {MAX_IMAGES} files named 'images'.")
+                raise HTTPException(422, f"Unexpected form field {key[:40]!r}: send a field 'text', "
+                                         f"up to {MAX_IMAGES} files named 'images', and optionally "
+                                         f"'role' (subject|reference) or 'reading' (move|edit).")
         if len(images) > MAX_IMAGES:
             raise HTTPException(422, f"This message brought {len(images)} images; send at most "
                                      f"{MAX_IMAGES} (the image to edit and two references).")
@@ -525,7 +556,12 @@ async def _read_message(request: Request) -> tuple[str, list[tuple[str, bytes]]]
         files = [(_label(f.filename), await f.read()) for f in images]
     finally:
         await form.close()
-    return text, files
+    if stated.get("role") and not files:
+        raise HTTPException(422, "The field 'role' says what the attached images are; attach at least one.")
+    return _Message(text, files, **stated)
+
+
+_CHOICES = {"role": ROLES, "reading": READINGS}
 
 
 def _check_text(text: str, what: str) -> None:
@@ -547,40 +583,52 @@ def _label(filename: Optional[str]) -> str:
     return name or "image"
 
 
-def _apply(conv: Conversation, text: str, files: list[tuple[str, bytes]]):
+def _apply(conv: Conversation, msg: _Message):
     """What the chat's on_message does, minus Chainlit: keep uploads, route, apply."""
     rt = get_runtime()
-    uploads = rt.service.add_uploads(conv.id, files) if files else []
-    head = rt.store.head(conv.id)
-    intent = rt.service.intent_for(conv.id, text, attachments=len(uploads))
+    uploads = rt.service.add_uploads(conv.id, msg.files) if msg.files else []
+    intent = rt.service.intent_for(conv.id, msg.text, attachments=len(uploads), role=msg.role,
+                                   reading=msg.reading)
     outcome = rt.service.apply(conv.id, intent, uploads=uploads,
                                settings=ChatSettings.from_dict(conv.settings))
     export_query = None
-    if outcome.export is not None:  # the download is offered by URL, made again when fetched
-        number = intent.base or (head.number if head else None)
-        export_query = f"format={intent.fmt or 'png'}"
-        if intent.fmt != "history" and number:
-            export_query += f"&node={number}"
+    exported = next((o.export for o in outcome.chain() if o.export is not None), None)
+    if exported is not None:  # the download is offered by URL, made again when fetched
+        export_query = f"format={exported.fmt}"
+        if exported.fmt != "history" and exported.number:
+            export_query += f"&node={exported.number}"
     return outcome, uploads, rt.store.conversation(conv.id).head, export_query
 
 
 def _message_out(root: str, conv_id: str, outcome: Outcome, uploads: list[Node],
                  head: Optional[int], export_query: Optional[str]) -> MessageOut:
-    jobs = [run.job.id for run in outcome.runs]
+    parts = outcome.chain()  # one per request in the message, in order
+    runs = [run for part in parts for run in part.runs]
+    jobs = [run.job.id for run in runs]
     export_url = f"{root}/conversations/{conv_id}/export?{export_query}" if export_query else None
+    node = next((p.node for p in reversed(parts) if p.node is not None), None)
+    return MessageOut(
+        message=" ".join(_part_message(p) for p in parts if _part_message(p)), jobs=jobs,
+        job_urls=[f"{root}/jobs/{j}" for j in jobs],
+        uploads=[n.number for n in uploads],
+        node=_node_out(root, node) if node is not None else None, head=head,
+        export=export_url,
+        tree=f"{root}/conversations/{conv_id}" if any(p.show_history for p in parts) else None,
+        notes=[run.note for run in runs if run.note],
+        choices=[payload["reading"] for part in parts for _, payload in part.choices])
+
+
+def _part_message(outcome: Outcome) -> str:
     message = outcome.message
-    if not message and outcome.runs:
-        message = "; ".join(f"{run.description}" for run in outcome.runs) + " (queued)."
-    elif not message and outcome.export is not None:
-        message = f"Ready to download: {outcome.export.filename}."
+    if outcome.runs:
+        queued = "; ".join(f"{run.description}" for run in outcome.runs) + " (queued)."
+        message = f"{message} {queued}" if message else queued
+    elif outcome.export is not None:
+        message = f"{message} Ready to download: {outcome.export.filename}." if message \
+            else f"Ready to download: {outcome.export.filename}."
     elif not message and outcome.show_history:
         message = "The tree of images is at the 'tree' URL."
-    return MessageOut(
-        message=message, jobs=jobs, job_urls=[f"{root}/jobs/{j}" for j in jobs],
-        uploads=[n.number for n in uploads],
-        node=_node_out(root, outcome.node) if outcome.node is not None else None, head=head,
-        export=export_url,
-        tree=f"{root}/conversations/{conv_id}" if outcome.show_history else None)
+    return message
 
 
 # ---- jobs ---------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ service (what to do) and render (how it looks).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import Optional
 
@@ -21,7 +22,7 @@ from pipelines import backend_names
 
 from assistant import api, guard, render, routes, users
 from assistant.datalayer import HistoryDataLayer
-from assistant.router import COMMANDS, DEFAULT_VARIATIONS, EXPORT_FORMATS, Intent
+from assistant.router import COMMANDS, DEFAULT_VARIATIONS, EXPORT_FORMATS, READINGS, Intent
 from assistant.runtime import get_runtime
 from assistant.service import SIZE_CHOICES, USER_ERRORS, ChatSettings, settings_from_panel
 
@@ -32,6 +33,8 @@ if get_runtime().settings.mode == "local":
 api.install(chainlit_app)  # the HTTP API at /api/v1
 
 CONV = "conversation_id"
+OPENED = "opened"  # an asyncio.Event, set once start/resume has run
+OPEN_WAIT_S = 60.0
 
 
 # ---- identity and start ---------------------------------------------------------------
@@ -62,26 +65,35 @@ else:
 @cl.set_starters
 async def starters(user=None, language=None):
     return [
-        cl.Starter(label="A red fox in snow", message="generate a red fox sitting in fresh snow, morning light"),
-        cl.Starter(label="A cat on a roof", message="a watercolor painting of a cat on a tiled roof at sunset"),
-        cl.Starter(label="What can I say?", message="/help"),
+        cl.Starter(label="Edit a sample photo", message="/sample give the cat a small red wizard hat",
+                   icon="/public/starters/edit.svg"),
+        cl.Starter(label="Generate a picture", message="a red fox sitting in fresh snow, morning light",
+                   icon="/public/starters/generate.svg"),
+        cl.Starter(label="What can I say?", message="/help", icon="/public/starters/help.svg"),
     ]
 
 
 @cl.on_chat_start
 async def start() -> None:
-    rt = get_runtime()
-    if not await _account_ok():
-        return
-    # The conversation shares the thread's id, so the sidebar and resume find it.
-    conv = await cl.make_async(rt.store.ensure_conversation)(cl.context.session.thread_id, owner=_owner())
-    await _open(conv.id, ChatSettings())
-    if rt.notice:
-        await render.send_text(rt.notice)
+    # Nothing is sent here: a message at start would replace the welcome screen (and
+    # its starters) and clear whatever the user had begun to type. The tiny-model
+    # notice comes with the first result instead.
+    async with _opening():
+        rt = get_runtime()
+        if not await _account_ok():
+            return
+        # The conversation shares the thread's id, so the sidebar and resume find it.
+        conv = await cl.make_async(rt.store.ensure_conversation)(cl.context.session.thread_id, owner=_owner())
+        await _open(conv.id, ChatSettings())
 
 
 @cl.on_chat_resume
 async def resume(thread: dict) -> None:
+    async with _opening():
+        await _resume(thread)
+
+
+async def _resume(thread: dict) -> None:
     rt = get_runtime()
     if not await _account_ok():
         return
@@ -95,6 +107,32 @@ async def resume(thread: dict) -> None:
         for run in runs:
             run.listen(sink)
         await render.follow_runs(conv.id, runs, events)
+
+
+@contextlib.asynccontextmanager
+async def _opening():
+    """Marks the chat as opening until start/resume is done.
+
+    Chainlit runs on_chat_start as a task, and a message typed at once runs in a task
+    of its own, maybe before the conversation is set: on_message waits for this.
+    """
+    opened = asyncio.Event()
+    cl.user_session.set(OPENED, opened)
+    try:
+        yield
+    finally:
+        opened.set()
+
+
+async def _opened_conv() -> Optional[str]:
+    """The conversation, once start/resume has set it (None: the chat never opened)."""
+    opened = cl.user_session.get(OPENED)
+    if opened is not None:
+        try:
+            await asyncio.wait_for(opened.wait(), OPEN_WAIT_S)
+        except asyncio.TimeoutError:
+            pass
+    return _conv()
 
 
 async def _open(conv_id: str, settings: ChatSettings) -> None:
@@ -166,7 +204,7 @@ async def settings_changed(values: dict) -> None:
 @cl.on_message
 async def on_message(message: cl.Message) -> None:
     rt = get_runtime()
-    conv = _conv()
+    conv = await _opened_conv()
     if conv is None:  # the chat never opened (e.g. a removed account)
         return
     sent = [el for el in message.elements or [] if getattr(el, "path", None)]
@@ -217,6 +255,28 @@ for _name, _build in BUTTONS.items():
     cl.action_callback(_name)(_button(_build))
 
 
+@cl.action_callback("reading")
+async def reading_button(action: cl.Action) -> None:
+    """An ask's answer: the same words again, read as the move or as the edit."""
+    payload = action.payload or {}
+    text, reading = payload.get("text"), payload.get("reading")
+    if not isinstance(text, str) or reading not in READINGS:
+        return
+    intent = await cl.make_async(get_runtime().service.intent_for)(_conv(), text, reading=reading)
+    await handle(intent)
+
+
+@cl.action_callback("switch_reading")
+async def switch_reading_button(action: cl.Action) -> None:
+    """Re-run an edit with its attached photos read the other way."""
+    rt = get_runtime()
+    on_event, events = _listener()
+    outcome = await cl.make_async(rt.service.switch_reading)(
+        _conv(), dict(action.payload or {}), settings=_settings(), on_event=on_event)
+    await _with_notice(outcome)
+    await render.show(_conv(), outcome, rt.store, events)
+
+
 @cl.action_callback("retry")
 async def retry_button(action: cl.Action) -> None:
     job_id = (action.payload or {}).get("job")
@@ -249,7 +309,21 @@ async def handle(intent: Intent, uploads=()) -> None:
         await applying
         rt.service.cancel(conv)
         raise
+    await _with_notice(outcome)
     await render.show(conv, outcome, rt.store, events)
+
+
+async def _with_notice(outcome) -> None:
+    """The start-up notice (the tiny model) goes with a conversation's first results."""
+    rt = get_runtime()
+    runs = [run for part in outcome.chain() for run in part.runs]
+    if not rt.notice or not runs:
+        return
+    made = await cl.make_async(rt.store.nodes)(_conv())
+    if any(n.kind != "upload" for n in made):
+        return
+    run = runs[0]
+    run.note = f"{run.note}\n\n{rt.notice}" if run.note else rt.notice
 
 
 def _listener():

@@ -25,25 +25,28 @@ ORDINAL_WORDS = {
 # Images named by where they stand rather than by number; the service resolves them.
 ANCHOR_WORDS = {
     "original": "original", "very first": "original", "start": "original", "beginning": "original",
+    "very start": "original", "very beginning": "original",
     "starting": "original", "initial": "original", "source": "original", "uploaded": "original",
     "last": "latest", "latest": "latest", "newest": "latest", "most recent": "latest", "final": "latest",
     "previous": "previous", "prior": "previous", "earlier": "previous", "one before": "previous",
-    "one before that": "previous", "one before this": "previous",
+    "one before that": "previous", "one before this": "previous", "one from before": "previous",
 }
 
 NUM = r"(?:\d+|" + "|".join(NUMBER_WORDS) + r")"
 _IMAGE_NOUN = r"(?:one|image|picture|pic|photo|version|result|take|try|attempt|render|output|edit)"
-# A node reference that cannot be mistaken for a quantity: "#3", "image 3", "picture #3".
-REF = r"(?:#\s*\d+|(?:image|picture|pic|photo|version|node|number|no\.|nr\.?)\s*#?\s*\d+)"
+REF_NOUN = r"(?:image|picture|pic|photo|version|node|number|no\.|nr\.?)"
+# A node reference that cannot be mistaken for a quantity: "#3", "image 3", "picture #3",
+# "image two" (the router reads the number word).
+REF = rf"(?:#\s*\d+|{REF_NOUN}\s*#?\s*\d+|{REF_NOUN}\s+(?:" + "|".join(NUMBER_WORDS) + r")\b)"
 # "the third image", "the 2nd one", "the original", "the last one", "the one before".
 ORDINAL_REF = (
     r"(?:the\s+|my\s+)?(?:"
     r"(?:" + "|".join(ORDINAL_WORDS) + r"|\d+(?:st|nd|rd|th))(?:\s+" + _IMAGE_NOUN + r")?"
     r"|(?:very\s+first|original|initial|uploaded|source)(?:\s+" + _IMAGE_NOUN + r")?"
-    r"|(?:start|beginning)"
+    r"|(?:very\s+)?(?:start|beginning)"
     r"|(?:last|latest|newest|most\s+recent|final)(?:\s+" + _IMAGE_NOUN + r")?"
     r"|(?:previous|prior|earlier)\s+" + _IMAGE_NOUN
-    + r"|one\s+before(?:\s+(?:that|this|it))?"
+    + r"|one\s+(?:from\s+)?before(?:\s+(?:that|this|it)(?:\s+one)?)?"
     r")"
 )
 # In a whole-message command a bare number is a node too: "revert to 3".
@@ -85,11 +88,17 @@ MOVE_TO = (r"(?:(?:go|jump|switch|move|return|get|take\s+me|roll|head|revert|res
            r"(?:back\s+)?to")
 STEP_NOUN = r"(?:\s+(?:ones?|steps?|changes?|edits?|times?|images?|versions?))?"
 STEP_COUNT = rf"(?:\s+(?P<count>{NUM}|a|an))?{STEP_NOUN}(?:\s+(?P<times>once|twice|thrice))?"
-LAST = r"(?:\s+(?:that|it|this))?(?:\s+(?:the\s+)?last)?"
-SHOW = r"(?:show|view|see|display|list|print|open|give)(?:\s+(?:me|us))?"
+LAST = r"(?:\s+(?:that|it|this))?(?:\s+(?:the\s+|my\s+|your\s+)?last)?"
+# "see", also as a wish: "can I see", "I'd like to see", "let me see" ("can we" is politeness).
+SEE = (r"(?:(?:can|could|may)\s+i\s+|i(?:'d|\s+would)\s+like\s+to\s+|i\s+(?:want|wanna)\s+to\s+"
+       r"|let\s+(?:me|us)\s+)?see")
+SHOW = rf"(?:show|view|{SEE}|display|list|print|open|give|pull\s+up|bring\s+up)(?:\s+(?:me|us))?"
 AGAIN = r"(?:\s+(?:again|once\s+more|one\s+more\s+time))?"
+# "the first picture was better": a preference for an image is a wish to go back to it.
+WAS_BETTER = r"(?:\s+(?:was|is|looked|looks)\s+(?:(?:much|way|a\s+lot)\s+)?(?:better|best|nicer))?"
 VARIATION_LEAD = (
-    r"(?:(?:give|show|make|generate|create|get|render|do|produce|have|take|try)(?:\s+(?:me|us|it))?\s+"
+    r"(?:(?:(?:can|could|may)\s+i\s+)?(?:give|show|make|generate|create|get|render|do|produce|have|take|try)"
+    r"(?:\s+(?:me|us|it))?\s+"
     r"|(?:see|let\s+me\s+see|let\s+me\s+have|i\s+want|i'd\s+like|how\s+about|what\s+about)\s+)?"
 )
 VARIATION_QTY = (
@@ -109,6 +118,9 @@ EXPORT_OBJECT = (
     rf"(?:\s+(?:{THIS}|image|the\s+(?:image|picture|photo|result|file|current\s+(?:one|image))"
     rf"|(?P<ref>{REF_OR_NUMBER})))?"
 )
+SO_FAR = r"(?:\s+(?:so\s+far|until\s+now|up\s+to\s+now))?"
+# "all the images (we made) (so far)"
+MADE_SO_FAR = rf"(?:\s+(?:that\s+)?(?:we|i|you)(?:'ve|\s+have)?\s+(?:made|done|tried|created|generated|got))?{SO_FAR}"
 HISTORY_NOUN = (r"(?:history|tree|timeline|lineage|versions|edits|changes|steps|images|pictures|progress"
                 r"|iterations|attempts)")
 
@@ -120,13 +132,17 @@ COMMANDS = [
      r"|what\s+are\s+(?:the|your)\s+commands|usage|instructions|\?+", "help"),
     (r"thanks|thank\s+you|thx|ok(?:ay)?|cool|nice|great|perfect|awesome|lol|hi|hello|hey", "help"),
     # history
-    (rf"(?:{SHOW}\s+)?(?:the\s+|my\s+|our\s+)?(?:whole\s+|full\s+|entire\s+|complete\s+)?"
+    (rf"(?:{SHOW}\s+|what(?:'s|\s+is)\s+)?(?:the\s+|my\s+|our\s+)?(?:whole\s+|full\s+|entire\s+|complete\s+)?"
      rf"(?:edit(?:ing)?\s+|image\s+|version\s+|undo\s+)?(?:history|tree|timeline|lineage)(?:\s+so\s+far)?"
      rf"|{SHOW}\s+(?:me\s+)?(?:all\s+)?(?:of\s+)?(?:the\s+|my\s+|our\s+)?(?:images|pictures|versions|edits"
-     rf"|changes|steps|iterations|attempts)(?:\s+so\s+far)?"
-     rf"|all\s+(?:the\s+|my\s+)?(?:versions|images|edits)(?:\s+so\s+far)?"
-     rf"|where\s+(?:am\s+i|are\s+we)|what\s+(?:have|did)\s+(?:we|i|you)\s+(?:done|do|made|make|tried|try)"
-     rf"(?:\s+so\s+far|\s+until\s+now|\s+up\s+to\s+now)?"
+     rf"|changes|steps|iterations|attempts|everything){MADE_SO_FAR}"
+     rf"|{SHOW}\s+(?:me\s+)?every\s+(?:image|picture|version|edit|step){MADE_SO_FAR}"
+     rf"|all\s+(?:the\s+|my\s+)?(?:versions|images|edits){MADE_SO_FAR}"
+     rf"|where\s+(?:am\s+i|are\s+we)(?:\s+at)?"
+     # "what have we done so far", "show me everything we've done", "what we have so far"
+     rf"|(?:{SHOW}\s+)?(?:everything\s+(?:that\s+)?|what\s+)(?:we|i|you)(?:'ve|\s+have|\s+did)?"
+     rf"\s+(?:done|made|tried|did|do|make|try|have|got){SO_FAR}"
+     rf"|what(?:\s+have|'ve|\s+did)\s+(?:we|i|you)\s+(?:done|do|made|make|tried|try|got){SO_FAR}"
      rf"|how\s+did\s+we\s+get\s+here|recap|summary|overview", "history"),
     # export: the whole history first, so "export everything" is not a format
     (r"(?:export|download|save)(?:\s+(?:the|my))?(?:\s+(?:whole|entire|full|complete))?(?:\s+(?:edit|image))?"
@@ -135,13 +151,16 @@ COMMANDS = [
     (rf"(?:export|download|save){EXPORT_OBJECT}(?:\s+(?P<as>as|to|in|into)(?:\s+(?:a|an))?)?"
      r"(?:\s+(?P<fmt>\.?\w+))?(?:\s+(?:file|format|image))?", "export"),
     # undo
-    (rf"undo{LAST}{STEP_COUNT}", "undo"),
+    (rf"undo{LAST}{STEP_COUNT}(?:\s+again)?", "undo"),
     (rf"(?:(?:go|step|move|jump|take\s+(?:me|it))\s+)?back{STEP_COUNT}", "undo"),
-    (r"revert(?:\s+(?:that|it|this|the\s+last(?:\s+(?:one|change|edit|step))?))?"
+    (r"revert(?:\s+(?:that|it|this|(?:the|my|your)\s+last(?:\s+(?:one|change|edit|step))?))?"
      r"|(?:(?:go|jump|switch)\s+(?:back\s+)?to\s+|show(?:\s+me)?\s+|back\s+to\s+)?(?:the\s+)?"
      r"(?:previous|prior|earlier)(?:\s+(?:one|image|picture|version|step|result))?"
-     r"|(?:(?:go|jump|switch)\s+(?:back\s+)?to\s+|show(?:\s+me)?\s+|back\s+to\s+)?the\s+one\s+before"
-     r"(?:\s+(?:that|this|it))?", "undo_one"),
+     r"|(?:(?:go|jump|switch)\s+(?:back\s+)?to\s+|show(?:\s+me)?\s+|back\s+to\s+)?the\s+one\s+(?:from\s+)?before"
+     r"(?:\s+(?:that|this|it)(?:\s+one)?)?", "undo_one"),
+    # everything undone is the original again
+    (r"(?:undo|revert|reset|reverse)\s+(?:it\s+|them\s+)?(?:everything|all(?:\s+(?:of\s+)?(?:the\s+|my\s+)?"
+     r"(?:changes|edits|steps|of\s+(?:it|them)))?)|reset(?:\s+(?:it|this|that|the\s+image))?", "original"),
     # redo
     (r"undo\s+(?:the|that|my)\s+undo", "redo_one"),
     (rf"re-?do{LAST}{STEP_COUNT}", "redo"),
@@ -149,26 +168,29 @@ COMMANDS = [
     (r"(?:go\s+to\s+)?(?:the\s+)?next(?:\s+(?:one|image|picture|version|step))?", "redo_one"),
     # variations
     (rf"{VARIATION_LEAD}{VARIATION_QTY}{VARIATION_NOUN}{VARIATION_OF}{DIFFERENTLY}", "variations"),
-    (rf"{VARIATION_LEAD}(?P<qty>{NUM})\s+more(?:\s+(?:ones|times|please))?", "variations"),
+    (rf"{VARIATION_LEAD}(?P<qty>{NUM}|a\s+couple|a\s+few|couple|few|some)\s+more(?:\s+(?:ones|times))?",
+     "variations"),
     (rf"{VARIATION_LEAD}another\s+(?P<qty>{NUM})(?:\s+(?:ones|times))?", "variations"),
     (rf"{VARIATION_LEAD}(?:one\s+more|another)(?:\s+(?:one|time|try|go|attempt|shot|take|round|pass))?"
      rf"{DIFFERENTLY}", "variations"),
     (r"(?:(?:try|do|run|make|generate|render|roll|give)(?:\s+(?:it|that|this|one))?\s+)?"
-     rf"(?:again|once\s+more|one\s+more\s+time|over){DIFFERENTLY}"
+     rf"(?:again|once\s+(?:more|again)|one\s+more\s+time|over){DIFFERENTLY}"
+     r"|same\s+(?:thing\s+)?again|try\s+something\s+(?:else|different)"
      r"|(?:same|same\s+thing|same\s+again|same\s+prompt|same\s+request)(?:\s+again)?\s*,?\s*but\s+"
      r"(?:different(?:ly)?|(?:a\s+)?(?:new|different|another)\s+seed)"
      r"|re-?roll(?:\s+(?:it|that|this))?|re-?generate(?:\s+(?:it|that|this))?|retry|re-?try\s+(?:it|that)"
      r"|new\s+seed|different\s+seed|(?:try\s+)?(?:a\s+)?(?:new|different|another)\s+seed|surprise\s+me"
      r"|(?:give\s+it|have)\s+another\s+(?:go|shot|try|spin)|spin\s+again|shuffle", "variations"),
     # checkout
-    (rf"(?P<ref>{REF_OR_NUMBER}){AGAIN}", "checkout"),
+    (rf"(?P<ref>{REF_OR_NUMBER}){AGAIN}{WAS_BETTER}", "checkout"),
     (rf"{MOVE_TO}\s+(?P<ref>{REF_OR_NUMBER}){AGAIN}", "checkout"),
-    (rf"(?:show(?:\s+me)?|open|view|see|display|checkout|check\s+out|select|load|restore|pick|choose|use"
+    (rf"(?:show(?:\s+me)?|open|view|{SEE}|display|pull\s+up|bring\s+up|checkout|check\s+out|select|load"
+     r"|restore|pick|choose|use"
      r"|(?:continue|start(?:\s+(?:over|again))?|work|go\s+on|carry\s+on)\s+(?:from|with)|from|switch"
-     r"|(?:let's\s+)?go\s+with|let\s+me\s+see|i\s+(?:like|prefer|want|'ll\s+take)|bring\s+back|get\s+back"
+     r"|(?:let's\s+)?go\s+with|i\s+(?:like|prefer|want|'ll\s+take)|bring\s+back|get\s+back"
      r"|take|keep|revisit|return\s+to|reopen|re-?open|back\s+to|i\s+liked)"
      rf"\s+(?P<ref>{REF_OR_NUMBER}){AGAIN}(?:\s+(?:best|better|more|back))?", "checkout"),
-    (rf"(?:bring|get|put)\s+(?P<ref>{REF_OR_NUMBER})\s+back(?:\s+up)?{AGAIN}", "checkout"),
+    (rf"(?:(?:can|could|may)\s+i\s+)?(?:bring|get|put|have)\s+(?P<ref>{REF_OR_NUMBER})\s+back(?:\s+up)?{AGAIN}", "checkout"),
     (rf"(?:branch|fork)(?:\s+(?:from|off(?:\s+of)?|at|on))?\s+(?P<ref>{REF_OR_NUMBER})", "checkout"),
 ]
 
@@ -178,7 +200,7 @@ BASE_LEAD = (
     r"|starting|working|continuing)\s+)?"
     r"(?:from|off(?:\s+of)?|on|with))"
     rf"|(?P<to>{MOVE_TO})"
-    r"|(?P<take>take|open|load|restore|checkout|check\s+out|select|use|using|grab|pick|based\s+on|in))\s+"
+    r"|(?P<take>take|open|load|restore|checkout|check\s+out|select|use|using|grab|pick|based\s+on|in|edit))\s+"
     rf"(?P<ref>{REF_OR_NUMBER})"
     r"|(?P<hash>#\s*\d+)"
 )
@@ -190,7 +212,7 @@ SECOND_REQUEST = r"\s*[,;]\s*(?:and\s+)?(?:then\s+)?|\s+(?:and\s+then|and|then)\
 # A move verb on something that is not a node: "undo the rain", "revert the colors".
 # Could be a step back or an edit that removes the thing, so the chat asks.
 AMBIGUOUS_MOVE = (
-    r"(?:undo|revert|reverse|take\s+back|roll\s+back)\s+(?:the|that|this|my|your|those|these)\s+"
+    r"(?:undo|revert|reverse|take\s+back|roll\s+back)\s+(?:all\s+(?:of\s+)?)?(?:the|that|this|my|your|those|these)\s+"
     r"(?!(?:last|undo|previous)\b)(?P<thing>[\w'-]+(?:\s+[\w'-]+){0,4})"
 )
 
@@ -219,20 +241,33 @@ _ATTACHED = (r"(?:this|these|that|those|the\s+(?:attached|uploaded|new|other|sec
 _PICTURE = r"(?:photos?|pictures?|pics?|images?|ones?|shots?|files?|uploads?|references?|attachments?|examples?)"
 REFERENCE_WORDS = (
     r"\b(?:"
-    rf"(?:from|using|use|with|like|as\s+in|per)\s+{_ATTACHED}\s+{_PICTURE}"
+    rf"(?:from|using|use|with|like|like\s+in|as\s+in|per)\s+{_ATTACHED}\s+{_PICTURE}"
     r"|(?:from|using|use|with|like)\s+(?:this|these|that|those)\b(?!\s+(?:is|are|was|were)\b)"
-    r"|(?:look|looks|looking|appear|seem)\s+(?:more\s+)?like\b"
+    # "make it look like this" (but "make it look like a watercolor" describes a style in words)
+    r"|(?:look|looks|looking|appear|seem)\s+(?:more\s+|a\s+bit\s+more\s+|exactly\s+)?like\s+"
+    rf"(?:this|these|that|those|them|me|him|her|us|my\s+{_PICTURE}|the\s+(?:attached|uploaded|new|other"
+    rf"|second|reference|photos?|pictures?|pics?|images?|ones?)\b"
+    rf"|the\s+(?:[\w-]+\s+){{1,2}}(?:in|from|on)\s+{_ATTACHED}\s+{_PICTURE})"  # "like the guy in the photo"
+    # "same colours as this", "as bright as this one"
+    rf"|(?:same|similar)\s+(?:[\w-]+\s+){{0,3}}?as\s+(?:this|these|that|those|{_ATTACHED}\s+{_PICTURE})\b"
+    r"|\bas\s+[\w-]+\s+as\s+(?:this|these|that|those)\b"
+    # "this is the background I want"
+    r"|(?:this|these|that)\s+(?:is|are)\s+(?:the|my)\s+(?:background|style|look|colou?rs?|palette|mood|lighting"
+    r"|texture|pattern|outfit|pose|logo|hat|face|sky)\b"
     r"|(?:in|into)\s+the\s+(?:style|manner|colou?rs?|look|mood|lighting)\s+of"
     r"|(?:style|colou?rs?|palette|lighting|mood|pose|outfit|clothes|face|hair(?:style)?|background|texture"
     r"|pattern|look)\s+(?:of|from)\s+(?:this|these|that|the\s+(?:attached|uploaded|new|other))"
-    r"|(?:this|that|same|similar|matching)\s+(?:style|look|mood|palette|vibe|aesthetic)"
+    # "this look" is a noun here; in "make this look like a postcard" it is the verb
+    r"|(?:this|that|same|similar|matching)\s+(?:style|look(?!\s+like\b)|mood|palette|vibe|aesthetic)"
     r"|(?:as|for)\s+(?:a|the)?\s*(?:style\s+)?(?:reference|ref|guide|inspiration|template|example|source)"
     r"|reference\s+(?:photo|image|picture|pic)"
     r"|(?:use|using)\s+(?:it|them|both)\b"
     r"|combine|merge|blend|mix|fuse|composite|collage|side\s+by\s+side|together|both\s+(?:photos|pictures|images)"
-    r"|(?:picture|image|photo|pic)\s*(?:#\s*)?[2-9]\b|(?:second|third|other)\s+(?:photo|picture|image|pic)"
-    r"|(?:add|put|place|insert|paste|stick|overlay|drop|include|attach)\s+(?:this|these|that|those|it|them)\b"
+    r"|(?:picture|image|photo|pic)\s*(?:#\s*)?[2-9]\b|(?:picture|image|photo|pic)\s+(?:two|three|four|five)\b|(?:second|third|other)\s+(?:photo|picture|image|pic)"
+    r"|(?:add|put|place|insert|paste|stick|overlay|drop|include|attach|apply)\s+(?:this|these|that|those|it|them)\b"
     r"|(?:wear|wearing|hold|holding)\s+(?:this|these|that|those)\b"
+    r"|give\s+(?:him|her|them|it|me|us|the\s+[\w-]+)\s+(?:this|these|those)\b"  # not "give it that glow""
+    r"|match(?:es|ing)?\s+(?:this|these|that|those|the\s+(?:attached|uploaded|new|other))\b"
     r"|(?:replace|swap|substitute|change)\b.*\bwith\s+(?:this|these|that|those|the\s+(?:attached|uploaded|new))"
     r"|\b(?:onto|on\s+to|into|in)\s+(?:this|these|that)\s+(?:scene|background|setting|place|landscape|world)"
     r"|transfer|copy\s+(?:the|this|that|his|her|their)"
@@ -242,5 +277,8 @@ REFERENCE_WORDS = (
 # Words that say outright that the attached photo is the picture to edit.
 SUBJECT_WORDS = (
     r"\b(?:(?:edit|change|fix|retouch|use)\s+(?:this|the\s+(?:new|attached|uploaded))\s+(?:photo|picture|image|one)"
-    r"\s+instead|(?:this|the\s+(?:new|attached|uploaded))\s+(?:photo|picture|image|one)\s+instead)\b"
+    r"\s+instead|(?:this|the\s+(?:new|attached|uploaded))\s+(?:photo|picture|image|one)\s+instead"
+    # "remove the text from this photo": taking something out of it means editing it
+    r"|(?:remove|erase|delete|take\s+out|get\s+rid\s+of|cut\s+out|clean\s+up)\s+(?:(?!and\b|then\b)[\w'-]+\s+){1,4}?"
+    r"from\s+(?:this|the\s+(?:new|attached|uploaded))\s+(?:photo|picture|image|pic|one|shot))\b"
 )

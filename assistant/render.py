@@ -28,19 +28,37 @@ log = logging.getLogger(__name__)
 
 
 async def show(conv: str, outcome: Outcome, store: Store, events: "asyncio.Queue") -> None:
-    """Render whatever the service did, then follow any image jobs it started."""
+    """Render whatever the service did, then follow any image jobs it started.
+
+    A message that asked for two things has two outcomes, shown in order.
+    """
+    for part in outcome.chain():
+        await _show_one(conv, part, store, events)
+
+
+async def _show_one(conv: str, outcome: Outcome, store: Store, events: "asyncio.Queue") -> None:
     if outcome.is_error:
         await send_text(outcome.message, error=True)
+    elif outcome.choices:
+        await send_choices(outcome)
     elif outcome.export:
         await send_export(outcome)
     elif outcome.show_history:
-        await send_history(conv, store)
+        await send_history(conv, store, outcome.message)
     elif outcome.node is not None:
         await send_node(conv, outcome.node, store, outcome.message)
     elif outcome.message:
         await send_text(outcome.message)
     if outcome.runs:
         await follow_runs(conv, outcome.runs, events)
+
+
+async def send_choices(outcome: Outcome) -> None:
+    """An ask: the question, with one button per reading."""
+    actions = [cl.Action(name="reading", payload=payload, label=label,
+                         icon="undo-2" if payload.get("reading") == "move" else "wand-sparkles")
+               for label, payload in outcome.choices]
+    await cl.Message(content=outcome.message, actions=actions).send()
 
 
 def describe(node: Node) -> str:
@@ -78,6 +96,15 @@ def node_actions(node: Node) -> list[cl.Action]:
     if node.kind == "upload":
         actions = [a for a in actions if a.name != "variations"]
     return actions
+
+
+def switch_actions(run: Run) -> list[cl.Action]:
+    """The button that re-runs an edit with its attached photos read the other way."""
+    if not run.switch:
+        return []
+    payload = {k: v for k, v in run.switch.items() if k != "label"}
+    return [cl.Action(name="switch_reading", payload=payload, label=run.switch["label"],
+                      icon="arrow-left-right", tooltip="Run this message again, reading the photo the other way")]
 
 
 def node_elements(conv: str, node: Node, source: Optional[Node]) -> list:
@@ -127,18 +154,20 @@ async def send_interrupted(job) -> None:
 
 async def send_export(outcome: Outcome) -> None:
     ex = outcome.export
-    await cl.Message(content=f"Here is **{ex.filename}**.", elements=[
+    lead = f"{outcome.message} " if outcome.message else ""
+    await cl.Message(content=f"{lead}Here is **{ex.filename}**.", elements=[
         cl.File(name=ex.filename, content=ex.data, mime=ex.mime, display="inline")]).send()
 
 
-async def send_history(conv: str, store: Store) -> None:
+async def send_history(conv: str, store: Store, lead: str = "") -> None:
     nodes = store.nodes(conv)
     head = store.conversation(conv).head
     props = {"head": head, "nodes": [
         {"number": n.number, "parent": n.parent_number, "kind": n.kind,
          "label": (n.instruction or n.kind)[:60], "thumb": image_url(conv, n.number, 128)}
         for n in nodes]}
-    await cl.Message(content=f"The history: {len(nodes)} images, current **#{head}**. "
+    lead = f"{lead} " if lead else ""
+    await cl.Message(content=f"{lead}The history: {len(nodes)} images, current **#{head}**. "
                              f"Click one to continue from it.",
                      elements=[cl.CustomElement(name="HistoryTree", props=props, display="inline")]).send()
 
@@ -191,9 +220,10 @@ class RunView:
     async def finish(self, conv: str, result: RunResult) -> None:
         if self.preview is not None:
             await self.preview.remove()
-        self.msg.content = describe(result.node)
+        caption = describe(result.node)
+        self.msg.content = f"{caption}\n\n{self.run.note}" if self.run.note else caption
         self.msg.elements = node_elements(conv, result.node, result.source)
-        self.msg.actions = node_actions(result.node)
+        self.msg.actions = node_actions(result.node) + switch_actions(self.run)
         await self.msg.update()
 
     async def fail(self, text: str) -> None:

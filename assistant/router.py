@@ -178,6 +178,8 @@ def _reference(ref: str) -> dict:
         if number < 1:
             raise _Refusal(f"There is no image #{number}; images are numbered from #1.")
         return {"base": number}
+    if m := re.fullmatch(rf"{P.REF_NOUN}\s+(\w+)", words):  # "image two"
+        return {"base": P.NUMBER_WORDS[m.group(1)]}
     words = re.sub(r"^(?:the|my)\s+", "", words)
     for word, number in P.ORDINAL_WORDS.items():
         if words == word or words.startswith(word + " "):
@@ -451,6 +453,7 @@ _BUILDERS = {
     "redo_one": _fixed("redo"),
     "variations": _variations,
     "checkout": _checkout,
+    "original": _fixed("checkout", anchor="original"),  # "undo everything"
 }
 # Whole-message command phrases, tried in order against the _for_matching form.
 _COMMANDS = [(re.compile(pattern, re.I), _BUILDERS[name]) for pattern, name in P.COMMANDS]

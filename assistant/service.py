@@ -14,7 +14,8 @@ import re
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Callable, Optional
 
 from PIL import Image
@@ -26,13 +27,15 @@ from sessions.export import MIME as EXPORT_MIME
 from sessions.store import CRASH_REASON
 
 from .queue import JobQueue, QueueFull, Ticket
-from .router import COMMANDS, MAX_VARIATIONS, Intent, route
+from .router import COMMANDS, MAX_VARIATIONS, ROLES, Intent, route
 from .uploads import UploadError, decoding, load_upload
 
 # Errors whose message is shown to the user as is.
 USER_ERRORS = (HistoryError, BackendError, UploadError)
 HEAD = "head"  # an edit's base to be read when its job starts
 SIZE_CHOICES = ("keep", "1mp", "1:1", "4:3", "3:4", "16:9", "9:16")
+# The photo /sample uploads: Chelsea the cat, CC0 (see assistant/samples/LICENSE.md).
+SAMPLE_PHOTO = Path(__file__).resolve().parent / "samples" / "chelsea.png"
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,10 @@ class Run:
     # Who hears progress: the tab that asked, and any tab that reopens the conversation.
     listeners: list = field(default_factory=list)
     last_event: Optional[RunEvent] = None
+    # How the message was read, shown under the result ("Edited your new photo (#2)."),
+    # and the other reading, for the button that switches to it (a Reading payload).
+    note: str = ""
+    switch: Optional[dict] = None
 
     def listen(self, sink: EventSink) -> None:
         self.listeners.append(sink)
@@ -164,6 +171,8 @@ class Export:
     filename: str
     data: bytes
     mime: str
+    fmt: str = "png"
+    number: Optional[int] = None  # the image exported; None for the whole history
 
 
 @dataclass
@@ -174,6 +183,18 @@ class Outcome:
     export: Optional[Export] = None
     show_history: bool = False
     is_error: bool = False
+    # An ask: the readings to choose from, as (label, payload for the "reading" button).
+    choices: list = field(default_factory=list)
+    # The outcome of a second request in the same message, shown after this one.
+    after: Optional["Outcome"] = None
+
+    def chain(self) -> list["Outcome"]:
+        """This outcome and the ones after it, in order."""
+        out, o = [], self
+        while o is not None:
+            out.append(o)
+            o = o.after
+        return out
 
 
 EventSink = Callable[[Run, RunEvent], None]
@@ -242,16 +263,20 @@ class ChatService:
 
     # ---- intents ----------------------------------------------------------------------
 
-    def intent_for(self, conversation_id: str, text: str, *, attachments: int = 0) -> Intent:
+    def intent_for(self, conversation_id: str, text: str, *, attachments: int = 0,
+                   role: Optional[str] = None, reading: Optional[str] = None) -> Intent:
         """What a typed message means here (it depends on whether there is an image yet)."""
         has_image = self.store.head(conversation_id) is not None
-        return route(text, has_image=has_image, attachments=attachments)
+        return route(text, has_image=has_image, attachments=attachments, role=role, reading=reading)
 
     def apply(self, conversation_id: str, intent: Intent, *, uploads: list[Node] = (),
               settings: Optional[ChatSettings] = None, on_event: Optional[EventSink] = None,
               ) -> Outcome:
         settings = settings or ChatSettings()
         try:
+            if intent.then is not None:
+                return self._apply_both(conversation_id, intent, list(uploads), settings, on_event)
+            intent = self._resolve_anchor(conversation_id, intent)
             if intent.kind in ("generate", "edit") and intent.text:
                 self._title_if_untitled(conversation_id, intent.text)
             handler = getattr(self, f"_do_{intent.kind}")
@@ -259,10 +284,92 @@ class ChatService:
         except USER_ERRORS as e:
             return Outcome(message=str(e), is_error=True)
 
+    def switch_reading(self, conversation_id: str, payload: dict, *,
+                       settings: Optional[ChatSettings] = None,
+                       on_event: Optional[EventSink] = None) -> Outcome:
+        """Re-run an edit with its photos read the other way (the button under a result).
+
+        ``payload`` is a Run's ``switch``, back from the browser, so it is checked: the
+        photos must be uploads of this conversation.
+        """
+        try:
+            role, text = payload.get("role"), payload.get("text")
+            numbers, base = payload.get("uploads"), payload.get("base")
+            if (role not in ROLES or not isinstance(text, str) or not isinstance(numbers, list)
+                    or not numbers or not all(_whole(n) for n in numbers)
+                    or (base is not None and not _whole(base))):
+                raise HistoryError("That button no longer applies; send the message again.")
+            uploads = [self.store.node(conversation_id, n) for n in numbers]
+            if any(n.kind != "upload" for n in uploads):
+                raise HistoryError("That button no longer applies; send the message again.")
+        except USER_ERRORS as e:
+            return Outcome(message=str(e), is_error=True)
+        intent = Intent("edit", text=text, base=base if role == "reference" else None, role=role)
+        return self.apply(conversation_id, intent, uploads=uploads, settings=settings, on_event=on_event)
+
+    def anchor_number(self, conv: str, anchor: str) -> int:
+        """The image a place names: the current line's original, the newest, the one before."""
+        head = self.store.head(conv)
+        if head is None:
+            raise HistoryError("There are no images yet: describe one, or upload a photo.")
+        if anchor == "latest":
+            return max(n.number for n in self.store.nodes(conv))
+        if anchor == "previous":
+            if head.parent_number is None:
+                raise HistoryError(f"#{head.number} is where its line of images starts; nothing comes before it.")
+            return head.parent_number
+        node = head  # "original": where the current image's line starts
+        while node.parent_number is not None:
+            node = self.store.node(conv, node.parent_number)
+        return node.number
+
+    def _resolve_anchor(self, conv: str, intent: Intent) -> Intent:
+        if intent.anchor is None:
+            return intent
+        return replace(intent, base=self.anchor_number(conv, intent.anchor), anchor=None)
+
+    def _apply_both(self, conv, intent, uploads, settings, on_event) -> Outcome:
+        """Two requests in one message, in order; the second only if the first worked."""
+        first = self.apply(conv, replace(intent, then=None), uploads=uploads, settings=settings,
+                           on_event=on_event)
+        if first.is_error:
+            return first
+        second = self.apply(conv, intent.then, settings=settings, on_event=on_event)
+        first.message = f"1 of 2 · {first.message}" if first.message else "1 of 2 done."
+        if second.message or not second.runs:
+            second.message = f"2 of 2 · {second.message}".rstrip()
+        for run in second.runs:
+            run.description = f"2 of 2 · {run.description}"
+        first.after = second
+        return first
+
+    def _do_ask(self, conv, intent, uploads, settings, on_event) -> Outcome:
+        move, edit = intent.options
+        head = self.store.head(conv)
+        back = f" (back to #{head.parent_number})" if head is not None and head.parent_number else ""
+        choices = [(f"Step back{back}", {"text": intent.text, "reading": "move"}),
+                   (f"Edit: “{_short(edit.text)}”", {"text": intent.text, "reading": "edit"})]
+        return Outcome(message=f"Do you mean a step back in the history{back}, or an edit of the "
+                               f"current image that says “{_short(edit.text)}”? Pick one:",
+                       choices=choices)
+
+    def _do_sample(self, conv, intent, uploads, settings, on_event) -> Outcome:
+        with SAMPLE_PHOTO.open("rb") as f:
+            node = self.add_uploads(conv, [("sample photo: Chelsea the cat (CC0)", f.read())])[0]
+        if not intent.text:
+            self.store.checkout(conv, node.number)
+            return Outcome(message=f"Here is a sample photo, kept as #{node.number}. Tell me what to change.",
+                           node=node)
+        return self._do_edit(conv, Intent("edit", text=intent.text, role="subject"), [node], settings, on_event)
+
     def _do_help(self, conv, intent, uploads, settings, on_event) -> Outcome:
         lines = [intent.text, ""] if intent.text else []
-        lines += ["Describe a picture to generate it, or upload a photo and say what to change.",
-                  "Attach up to two more images to use them as references.", ""]
+        lines += ["Describe a picture to generate it, or attach a photo and say what to change.",
+                  "A photo sent with words is the new picture to edit, unless the words make it a "
+                  "reference (\"put the hat from this photo on him\", \"in the style of this\"); "
+                  "a button under the result switches the reading. Up to two references per edit.",
+                  "Name images by number (#3), by place (\"the original\", \"the last one\", "
+                  "\"the previous one\") or by order (\"the second image\").", ""]
         lines += [f"- `{usage.split(' - ')[0]}` - {usage.split(' - ', 1)[1]}" for usage in COMMANDS.values()]
         return Outcome(message="\n".join(lines), is_error=bool(intent.text))
 
@@ -316,10 +423,13 @@ class ChatService:
         refs = [n.number for n in uploads]
         base = intent.base
         head = self.store.head(conv)
-        if base is None and head is None:
-            if not refs:
-                # Nothing to edit yet: treat the words as a description to generate.
-                return self._do_generate(conv, intent, uploads, settings, on_event)
+        if base is None and head is None and not refs:
+            # Nothing to edit yet: treat the words as a description to generate.
+            return self._do_generate(conv, intent, uploads, settings, on_event)
+        # Attached photos: the first is the picture to edit when the words said so, or
+        # when there is nothing else to edit; otherwise they are references.
+        subject = bool(refs) and base is None and (intent.role == "subject" or head is None)
+        if subject:
             base, refs = refs[0], refs[1:]
         if 1 + len(refs) > MAX_INPUT_IMAGES:
             raise HistoryError(
@@ -328,6 +438,8 @@ class ChatService:
         base_node = self.store.node(conv, base) if base is not None else head
         request = {"op": "edit", "prompt": intent.text, **self._options(settings)}
         request.update(self._size(settings, base_node))
+        if uploads:
+            request["reading"] = "subject" if subject else "reference"
         if base is None and self.active_runs(conv):
             # Sent while earlier work runs: it edits whatever is current when its turn
             # comes, so "make it darker" then "add rain" chain instead of branching.
@@ -337,6 +449,8 @@ class ChatService:
         run = self._submit(conv, kind="edit", request=request, inputs=[parent] + refs,
                            parent=parent, instruction=intent.text, settings=settings,
                            on_event=on_event, description=description)
+        if uploads:
+            run.note, run.switch = _reading(intent.text, uploads, subject=subject, base=parent, head=head)
         return Outcome(runs=[run])
 
     def _do_variations(self, conv, intent, uploads, settings, on_event) -> Outcome:
@@ -369,7 +483,8 @@ class ChatService:
     def export(self, conv: str, fmt: str = "png", number: Optional[int] = None) -> Export:
         title = _slug(self.store.conversation(conv).title or "conversation")
         if fmt == "history":
-            return Export(f"{title}-history.zip", self.store.export_history(conv), "application/zip")
+            return Export(f"{title}-history.zip", self.store.export_history(conv), "application/zip",
+                          fmt="history")
         node = self.store.node(conv, number) if number else self.store.head(conv)
         if node is None:
             raise HistoryError("There is no image to export yet.")
@@ -377,7 +492,8 @@ class ChatService:
         mime = EXPORT_MIME.get(ext)
         if mime is None:
             raise HistoryError(f"Cannot export as {fmt!r}; choose png, jpeg, webp or history.")
-        return Export(f"{title}-{node.number}.{ext}", self.store.export_image(conv, node.number, fmt), mime)
+        return Export(f"{title}-{node.number}.{ext}", self.store.export_image(conv, node.number, fmt), mime,
+                      fmt="jpeg" if ext == "jpg" else fmt, number=node.number)
 
     def retry(self, conv: str, job_id: str, *, settings: Optional[ChatSettings] = None,
               on_event: Optional[EventSink] = None) -> Outcome:
@@ -570,6 +686,35 @@ class ChatService:
             self.store.cancel_job(job_id, reason)
         except HistoryError:
             pass
+
+
+def _reading(text: str, uploads: list[Node], *, subject: bool, base, head: Optional[Node]):
+    """What an edit with attached photos took as what, and the button for the other way."""
+    numbers = [n.number for n in uploads]
+    yours = "your photo" if len(numbers) == 1 else "your photos"
+    listed = " and ".join(f"#{n}" for n in numbers)
+    if subject:
+        rest = numbers[1:]
+        note = f"Edited your new photo (#{numbers[0]})"
+        if rest:
+            note += f", with {' and '.join(f'#{n}' for n in rest)} as {'a reference' if len(rest) == 1 else 'references'}"
+        if head is None:  # nothing else was there to edit: only one reading
+            return note + ".", None
+        return note + ".", {"label": f"Use it as a reference for #{head.number} instead",
+                            "text": text, "role": "reference", "base": head.number, "uploads": numbers}
+    target = "the latest image" if base == HEAD else f"#{base}"
+    note = f"Edited {target} using {yours} {listed} as {'a reference' if len(numbers) == 1 else 'references'}."
+    return note, {"label": "Edit the new photo instead" if len(numbers) == 1 else "Edit the first new photo instead",
+                  "text": text, "role": "subject", "base": None, "uploads": numbers}
+
+
+def _whole(n) -> bool:
+    return isinstance(n, int) and not isinstance(n, bool) and n >= 1
+
+
+def _short(text: str, limit: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def megapixel_size(aspect: float, area: int = 1024 * 1024, multiple: int = 16) -> tuple[int, int]:

@@ -103,7 +103,8 @@ def test_too_many_images_is_refused(world):
     conv = store.create_conversation(owner="ann").id
     say(service, conv, "", files=[("a.png", png())])
     files = [(f"{i}.png", png((i, i, i))) for i in range(3)]
-    out, results = say(service, conv, "use all of these", files=files)
+    # Read as references for #1 (the words say so), three photos make four pictures.
+    out, results = say(service, conv, "put these on it", files=files)
     assert out.is_error and "at most 3 images" in out.message and results == []
     assert store.head(conv).number == 1
 
