@@ -95,6 +95,7 @@ def open_chat(browser, server, context=None):
     page = context.new_page()
     page.goto(server + "/", timeout=30_000)
     page.wait_for_selector("#chat-input", timeout=30_000)
-    # The first assistant message (the tiny-model notice) says the session has started.
-    page.wait_for_selector('.step[data-step-type="assistant_message"]', timeout=30_000)
+    # The settings button comes with on_chat_start's settings panel: the chat has opened.
+    # (Nothing is sent at start, so the welcome screen and its starters stay.)
+    page.wait_for_selector("#chat-settings-open-modal", timeout=30_000)
     return page

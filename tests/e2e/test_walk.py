@@ -1,8 +1,9 @@
 """The walk from the issue, in Chromium against the real server on the tiny model.
 
-One conversation goes: generate, upload, edit, a reference photo mid-conversation,
-undo, redo, go back, branch, variations, the history tree, the before/after slider,
-and both exports. Then two fresh conversations: stopping a running job, and a bad
+One conversation goes: the welcome page, generate, a portrait sent with words (the
+portrait is edited), a hat photo whose words make it a reference (the current image is
+edited) and the button that flips that reading, undo, redo, go back, branch,
+variations, the history tree, the before/after slider, and both exports. Then two fresh conversations: stopping a running job, and a bad
 upload. Each step checks what the page shows, not what the server thinks. The walk
 also takes the README's screenshots (docs/screenshots/).
 """
@@ -69,39 +70,54 @@ def _result_image(msg) -> int:
 def test_the_walk(page):
     watch_progress(page)
 
-    # -- a prompt becomes image #1, with live progress on the way
+    # -- the welcome page: ours, with starters (nothing replaces it before the first message)
+    page.locator("#starters").wait_for(timeout=20_000)
+    page.get_by_text("Edit a sample photo").wait_for(timeout=20_000)
+    page.wait_for_timeout(500)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "welcome.png"), animations="disabled")
+
+    # -- a prompt becomes image #1, with live progress on the way (and the notice, here)
     text = ask(page, "generate a red fox sitting in fresh snow")
     assert re.search(r"#1 · generated · seed \d+", text), text
+    assert "tiny test model" in text, text
     assert any(re.search(r"step \d+/\d+", line) for line in progress_seen(page)), \
         f"no progress line was ever shown; saw {progress_seen(page)}"
     assert _result_image(message(page, assistant_count(page))) > 0
 
-    # -- a photo with no words is kept as #2 and becomes the current image
-    text = ask(page, files=[FIXTURES / "astronaut.png"], expect=r"Uploaded as #2")
-    assert "#2" in text
-    upload = page.locator(USER).nth(page.locator(USER).count() - 1)  # pinned, not lazy
-    assert image_loaded(page.locator(ASSISTANT).last.locator("img.inline-image").first) > 0
-
-    # -- an edit of it
-    text = ask(page, "make the background darker and add rain")
+    # -- a portrait sent with words, while the fox is current: the portrait is edited
+    text = ask(page, "make the background darker and add rain", files=[FIXTURES / "astronaut.png"])
     assert re.search(r"#3 · edit of #2 · seed \d+", text), text
+    assert "with #" not in text and "Edited your new photo (#2)." in text, text
+    upload = page.locator(USER).nth(page.locator(USER).count() - 1)  # pinned, not lazy
     edit3 = message(page, assistant_count(page))
     assert _result_image(edit3) > 0
     _shot(page, "conversation.png", upload, edit3.locator('[data-testid="before-after"]'))
 
-    # -- a second photo mid-conversation, with words: a reference for an edit of #3
-    text = ask(page, "put the cat from this photo next to her", files=[FIXTURES / "chelsea.png"])
+    # -- a hat photo whose words point at it: a reference for an edit of the current #3
+    text = ask(page, "put the hat from this picture on the person", files=[FIXTURES / "hat.png"])
     assert re.search(r"#5 · edit of #3 · with #4 · seed \d+", text), text
-    assert _result_image(message(page, assistant_count(page))) > 0
+    assert "Edited #3 using your photo #4 as a reference." in text, text
+    hat_msg = message(page, assistant_count(page))
+    assert _result_image(hat_msg) > 0
+    _shot(page, "reference.png", page.locator(USER).nth(page.locator(USER).count() - 1), hat_msg)
+
+    # -- the switch button reads it the other way and runs again: the hat photo is edited
+    n = assistant_count(page) + 1
+    hat_msg.get_by_role("button", name="Edit the new photo instead").click()
+    text = wait_reply(page, n)
+    assert re.search(r"#6 · edit of #4 · seed \d+", text) and "with #" not in text, text
+    assert "Edited your new photo (#4)." in text, text
+    assert hat_msg.get_by_role("button", name="Edit the new photo instead").count() == 1  # #5 stays
 
     # -- undo, redo, go back
-    assert "Back to #3" in ask(page, "undo", expect=r"Back to #\d+")
-    assert "Forward to #5" in ask(page, "redo", expect=r"Forward to #\d+")
+    assert "Back to #4" in ask(page, "undo", expect=r"Back to #\d+")
+    assert "Forward to #6" in ask(page, "redo", expect=r"Forward to #\d+")
     assert "Now at #2" in ask(page, "go back to #2", expect=r"Now at #\d+")
 
     # -- a branch from #3
     text = ask(page, "branch from #3 and make it night")
-    assert re.search(r"#6 · edit of #3 · seed \d+", text), text
+    assert re.search(r"#7 · edit of #3 · seed \d+", text), text
 
     # -- two variations: two more results, each "variation of" the branch's source
     before = assistant_count(page)
@@ -110,17 +126,17 @@ def test_the_walk(page):
     wait_reply(page, before + 2)
     variations = assistant_texts(page)[before:before + 2]
     got = sorted(int(re.search(r"#(\d+) · variation of #3", t).group(1)) for t in variations)
-    assert got == [7, 8], variations
+    assert got == [8, 9], variations
 
     # -- the history tree; clicking a node makes it current
     n = assistant_count(page) + 1
     send(page, "/history")
-    wait_reply(page, n, r"The history: 8 images")
+    wait_reply(page, n, r"The history: 9 images")
     tree = message(page, n).locator('[data-testid="history-tree"]')
     tree.wait_for(timeout=20_000)
     nodes = tree.locator("button[data-node]")
     assert sorted(int(b) for b in nodes.evaluate_all("bs => bs.map(b => b.dataset.node)")) \
-        == list(range(1, 9))
+        == list(range(1, 10))
     for thumb in tree.locator("img").all():
         image_loaded(thumb)
     _shot(page, "history.png", message(page, n))
@@ -176,8 +192,8 @@ def test_the_walk(page):
         assert "recipe.json" in names, names
         data = json.loads(zf.read("recipe.json"))
         pngs = [x for x in names if x.startswith("images/") and x.endswith(".png")]
-    assert sorted(nd["number"] for nd in data["nodes"]) == list(range(1, 9)), data["nodes"]
-    assert len(pngs) == 8, names
+    assert sorted(nd["number"] for nd in data["nodes"]) == list(range(1, 10)), data["nodes"]
+    assert len(pngs) == 9, names
     assert data["conversation"]["head"] == 3
 
 
