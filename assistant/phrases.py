@@ -190,7 +190,8 @@ COMMANDS = [
      r"|(?:let's\s+)?go\s+with|i\s+(?:like|prefer|want|'ll\s+take)|bring\s+back|get\s+back"
      r"|take|keep|revisit|return\s+to|reopen|re-?open|back\s+to|i\s+liked)"
      rf"\s+(?P<ref>{REF_OR_NUMBER}){AGAIN}(?:\s+(?:best|better|more|back))?", "checkout"),
-    (rf"(?:(?:can|could|may)\s+i\s+)?(?:bring|get|put|have)\s+(?P<ref>{REF_OR_NUMBER})\s+back(?:\s+up)?{AGAIN}", "checkout"),
+    (rf"(?:(?:can|could|may)\s+i\s+)?(?:bring|get|put|have)\s+(?P<ref>{REF_OR_NUMBER})\s+back(?:\s+up)?{AGAIN}",
+     "checkout"),
     (rf"(?:branch|fork)(?:\s+(?:from|off(?:\s+of)?|at|on))?\s+(?P<ref>{REF_OR_NUMBER})", "checkout"),
 ]
 
@@ -263,10 +264,11 @@ REFERENCE_WORDS = (
     r"|reference\s+(?:photo|image|picture|pic)"
     r"|(?:use|using)\s+(?:it|them|both)\b"
     r"|combine|merge|blend|mix|fuse|composite|collage|side\s+by\s+side|together|both\s+(?:photos|pictures|images)"
-    r"|(?:picture|image|photo|pic)\s*(?:#\s*)?[2-9]\b|(?:picture|image|photo|pic)\s+(?:two|three|four|five)\b|(?:second|third|other)\s+(?:photo|picture|image|pic)"
+    r"|(?:picture|image|photo|pic)\s*(?:#\s*)?[2-9]\b|(?:picture|image|photo|pic)\s+(?:two|three|four|five)\b"
+    r"|(?:second|third|other)\s+(?:photo|picture|image|pic)"
     r"|(?:add|put|place|insert|paste|stick|overlay|drop|include|attach|apply)\s+(?:this|these|that|those|it|them)\b"
     r"|(?:wear|wearing|hold|holding)\s+(?:this|these|that|those)\b"
-    r"|give\s+(?:him|her|them|it|me|us|the\s+[\w-]+)\s+(?:this|these|those)\b"  # not "give it that glow""
+    r"|give\s+(?:him|her|them|it|me|us|the\s+[\w-]+)\s+(?:this|these|those)\b"  # not "give it that glow"
     r"|match(?:es|ing)?\s+(?:this|these|that|those|the\s+(?:attached|uploaded|new|other))\b"
     r"|(?:replace|swap|substitute|change)\b.*\bwith\s+(?:this|these|that|those|the\s+(?:attached|uploaded|new))"
     r"|\b(?:onto|on\s+to|into|in)\s+(?:this|these|that)\s+(?:scene|background|setting|place|landscape|world)"

@@ -178,7 +178,7 @@ def _reference(ref: str) -> dict:
         if number < 1:
             raise _Refusal(f"There is no image #{number}; images are numbered from #1.")
         return {"base": number}
-    if m := re.fullmatch(rf"{P.REF_NOUN}\s+(\w+)", words):  # "image two"
+    if m := re.fullmatch(rf"{P.REF_NOUN}\s+({'|'.join(P.NUMBER_WORDS)})", words):  # "image two"
         return {"base": P.NUMBER_WORDS[m.group(1)]}
     words = re.sub(r"^(?:the|my)\s+", "", words)
     for word, number in P.ORDINAL_WORDS.items():

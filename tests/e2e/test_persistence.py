@@ -75,7 +75,7 @@ def _sign_in_with_form(browser, url, name, password):
     page.fill("#password", password)
     page.locator("button[type=submit]").click()
     page.wait_for_selector("#chat-input", timeout=30_000)
-    page.wait_for_selector(ASSISTANT, timeout=30_000)
+    page.wait_for_selector("#chat-settings-open-modal", timeout=30_000)  # the chat has opened
     return page
 
 
