@@ -5,7 +5,7 @@ plain-language moves in the tree ("go back to #3", "the original", "one more",
 "what have we done so far"), which attached photo is the picture to edit, and the
 rule that every other message is an edit of the current image, or a fresh
 generation while there is no image yet. The words themselves (the phrase tables)
-live in `phrases.py`.
+live in `phrases.py`, the `Intent` itself in `intents.py`.
 
 Does not know whether image #3 exists, what the head is, how a model runs, or
 anything about Chainlit. It reads the text plus a few facts about the context (is
@@ -47,82 +47,22 @@ Rules worth knowing:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from . import phrases as P
 
-KINDS = (
-    "generate", "edit", "upload", "undo", "redo", "checkout",
-    "variations", "export", "history", "help", "ask", "sample",
+from .intents import (  # re-exported: callers import them from the router (see __all__)
+    ANCHORS,
+    COMMANDS,
+    DEFAULT_EXPORT_FORMAT,
+    DEFAULT_VARIATIONS,
+    EXPORT_FORMATS,
+    KINDS,
+    MAX_VARIATIONS,
+    READINGS,
+    ROLES,
+    Intent,
 )
-EXPORT_FORMATS = ("png", "jpeg", "webp", "history")
-DEFAULT_EXPORT_FORMAT = "png"
-# Each variation is a full model run; eight keeps one request from hogging the GPU.
-MAX_VARIATIONS = 8
-# What "variations" / "more variations" / "/variations" mean without a number.
-DEFAULT_VARIATIONS = 3
-ROLES = ("subject", "reference")  # what attached photos are for an edit
-ANCHORS = ("original", "latest", "previous")
-READINGS = ("move", "edit")
-
-# Usage lines for the help the handler renders, in the order to show them.
-COMMANDS = {
-    "undo": "/undo [n] - step back n images (default 1)",
-    "redo": "/redo [n] - step forward again after an undo",
-    "goto": "/goto N (or #N, \"the original\") - make image #N the current one",
-    "branch": "/branch N [instruction] - continue from image #N, optionally editing it",
-    "variations": (
-        f"/variations [n] - n new takes on the last request"
-        f" (default {DEFAULT_VARIATIONS}, at most {MAX_VARIATIONS})"
-    ),
-    "export": "/export [png|jpeg|webp|history] - download the image, or the whole history",
-    "history": "/history - show the tree of images",
-    "new": "/new <prompt> - start a fresh image from a description",
-    "sample": "/sample [instruction] - try the app on a sample photo",
-    "help": "/help - this list",
-}
-
-
-@dataclass(frozen=True)
-class Intent:
-    """One thing to do.
-
-    `base` is a node number (#N) to start from, None for the head; `anchor` names one
-    by place instead ("original", "latest", "previous"). `role` says what attached
-    photos are for an edit. `then` is a second intent to apply after this one.
-    `options` holds the two readings of an `ask`.
-    """
-
-    kind: str
-    text: str = ""
-    base: int | None = None
-    count: int = 1
-    fmt: str | None = None
-    # True when the user asked for "variations" without saying how many: the service
-    # may then use the conversation's own setting instead of DEFAULT_VARIATIONS.
-    default_count: bool = False
-    anchor: str | None = None
-    role: str | None = None
-    then: "Intent | None" = None
-    options: tuple = ()
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"unknown intent kind {self.kind!r}; expected one of {', '.join(KINDS)}")
-        if self.count < 1:
-            raise ValueError(f"count must be at least 1, got {self.count}")
-        if self.base is not None and self.base < 1:
-            raise ValueError(f"base must be a node number of at least 1, got {self.base}")
-        if self.kind == "export" and self.fmt not in EXPORT_FORMATS:
-            raise ValueError(f"export needs fmt in {EXPORT_FORMATS}, got {self.fmt!r}")
-        if self.kind != "export" and self.fmt is not None:
-            raise ValueError("fmt is only for export intents")
-        if self.anchor is not None and (self.anchor not in ANCHORS or self.base is not None):
-            raise ValueError(f"anchor must be one of {ANCHORS}, and not given with a base")
-        if self.role is not None and (self.role not in ROLES or self.kind != "edit"):
-            raise ValueError(f"role must be one of {ROLES}, and only on an edit")
-        if (self.kind == "ask") != bool(self.options):
-            raise ValueError("an ask intent, and only an ask, has its options")
 
 
 class _Refusal(Exception):
@@ -536,3 +476,7 @@ def _generate_prompt(core: str) -> str | None:
                 raise _Refusal(_NOTHING_TO_MAKE)
             return prompt
     return None
+
+
+__all__ = ["ANCHORS", "COMMANDS", "DEFAULT_EXPORT_FORMAT", "DEFAULT_VARIATIONS", "EXPORT_FORMATS", "KINDS",
+           "MAX_VARIATIONS", "READINGS", "ROLES", "Intent", "route"]
