@@ -51,3 +51,29 @@ def test_buttons_under_a_result(page, tmp_path):
     path = tmp_path / "three.png"
     dl.value.save_as(path)
     assert Image.open(path).format == "PNG"
+
+
+def test_an_ambiguous_message_asks_and_the_buttons_answer(page):
+    ask(page, "generate a lighthouse", expect=r"#1 · generated")
+    ask(page, "add rain", expect=r"#2 · edit of #1")
+    text = ask(page, "undo the rain", expect=r"Do you mean")
+    assert "back to #1" in text
+    question = page.locator(ASSISTANT).nth(assistant_count(page) - 1)
+    # The edit reading: the same words go to the model.
+    n = assistant_count(page) + 1
+    question.get_by_role("button", name=re.compile("^Edit:")).click()
+    assert re.search(r"#3 · edit of #2", wait_reply(page, n))
+    # The move reading, from the same question: a step back from the current image.
+    n = assistant_count(page) + 1
+    question.get_by_role("button", name=re.compile("^Step back")).click()
+    assert "Back to #2" in wait_reply(page, n, r"Back to #\d+")
+
+
+def test_two_requests_in_one_message_both_happen(page):
+    ask(page, "generate a lighthouse", expect=r"#1 · generated")
+    ask(page, "add rain", expect=r"#2 · edit of #1")
+    n = assistant_count(page)
+    page_text = ask(page, "undo that and make it blue instead", expect=r"#3 · edit of #1", replies=2)
+    first = page.locator(ASSISTANT).nth(n).inner_text()
+    assert first.startswith("1 of 2 · Back to #1"), first
+    assert re.search(r"#3 · edit of #1", page_text)
