@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Annotated, Literal, Optional
 
@@ -37,9 +37,9 @@ from sessions.store import MAX_NUMBER
 
 from . import routes
 from .routes import current_owner
-from .router import READINGS, ROLES
+from .router import READINGS, ROLES, Intent
 from .runtime import get_runtime
-from .service import ChatSettings, Outcome
+from .service import ChatSettings, Outcome, load_mask
 from .uploads import ACCEPTED, ACCEPTED_TEXT, MAX_BYTES, UploadError, load_upload, sniff
 
 PREFIX = "/api/v1"
@@ -286,6 +286,7 @@ class _Message:
     files: list
     role: Optional[str] = None
     reading: Optional[str] = None
+    mask: Optional[bytes] = None  # a painted region: white = may change
 
 
 class MessageOut(BaseModel):
@@ -473,6 +474,10 @@ _MESSAGE_BODY = {
                                         "the current image). Without it, the words decide."},
                 "reading": {"type": "string", "enum": list(READINGS),
                             "description": "For a message that could be a move or an edit: pick one."},
+                "mask": {"type": "string", "format": "binary",
+                         "description": "A painted region for the edit: an image of any size (PNG), white "
+                                        "(or painted alpha) = may change. It is scaled to the picture; "
+                                        "outside it the input is kept exactly."},
             }}},
         "application/json": {"schema": MessageIn.model_json_schema()},
     },
@@ -532,12 +537,14 @@ async def _read_message(request: Request) -> _Message:
     except Exception as e:  # a malformed body the parser chokes on
         raise HTTPException(422, f"The form could not be read ({type(e).__name__}).") from None
     try:
-        text, images, stated = "", [], {}
+        text, images, stated, mask = "", [], {}, None
         for key, value in form.multi_items():
             if key == "text" and isinstance(value, str):
                 text = value
             elif key == "images" and isinstance(value, UploadFile):
                 images.append(value)
+            elif key == "mask" and isinstance(value, UploadFile) and mask is None:
+                mask = value
             elif key in _CHOICES and isinstance(value, str):
                 if value not in _CHOICES[key]:
                     raise HTTPException(422, f"The field {key!r} is {value[:40]!r}; use "
@@ -546,7 +553,8 @@ async def _read_message(request: Request) -> _Message:
             else:
                 raise HTTPException(422, f"Unexpected form field {key[:40]!r}: send a field 'text', "
                                          f"up to {MAX_IMAGES} files named 'images', and optionally "
-                                         f"'role' (subject|reference) or 'reading' (move|edit).")
+                                         f"'role' (subject|reference), 'reading' (move|edit) and "
+                                         f"one file 'mask' (white = may change).")
         if len(images) > MAX_IMAGES:
             raise HTTPException(422, f"This message brought {len(images)} images; send at most "
                                      f"{MAX_IMAGES} (the image to edit and two references).")
@@ -554,6 +562,8 @@ async def _read_message(request: Request) -> _Message:
             raise HTTPException(422, f"The text is {len(text)} characters; the limit is {MAX_TEXT}.")
         _check_text(text, "text")
         files = [(_label(f.filename), await f.read()) for f in images]
+        if mask is not None:
+            stated["mask"] = await mask.read()
     finally:
         await form.close()
     if stated.get("role") and not files:
@@ -589,6 +599,17 @@ def _apply(conv: Conversation, msg: _Message):
     uploads = rt.service.add_uploads(conv.id, msg.files) if msg.files else []
     intent = rt.service.intent_for(conv.id, msg.text, attachments=len(uploads), role=msg.role,
                                    reading=msg.reading)
+    if msg.mask is not None:
+        if intent.kind == "op":  # "make it brighter" over a painted region: local, so the model
+            intent = Intent("edit", text=intent.text)
+        if intent.kind != "edit" or not intent.text:
+            raise HTTPException(422, "A mask says where an edit may change things: send it with an "
+                                     "edit instruction, like text='make it red'.")
+        try:
+            region = rt.store.put_mask(load_mask(msg.mask))
+        except UploadError as e:
+            raise HTTPException(422, f"The mask: {e}") from None
+        intent = replace(intent, region=region)
     outcome = rt.service.apply(conv.id, intent, uploads=uploads,
                                settings=ChatSettings.from_dict(conv.settings))
     export_query = None

@@ -9,16 +9,18 @@ service (what to do) and render (how it looks).
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 from pathlib import Path
 from typing import Optional
 
 import chainlit as cl
-from chainlit.input_widget import Select, Slider, TextInput
+from chainlit.input_widget import Select, Slider, Switch, TextInput
 from chainlit.server import app as chainlit_app
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from pipelines import backend_names
+from pipelines import backend_names, polish
 
 from assistant import api, guard, render, routes, users
 from assistant.datalayer import HistoryDataLayer
@@ -174,6 +176,14 @@ async def _settings_panel(s: ChatSettings) -> None:
                description="keep = the input's size; 1mp = about 1 megapixel; or an aspect ratio"),
         Slider(id="variations", label="Variations per request", min=1, max=8, step=1,
                initial=s.variations or DEFAULT_VARIATIONS),
+        Select(id="polish", label="Prompt polish", values=list(polish.ENGINES),
+               initial_value=s.polish or rt.service.polish_settings["engine"],
+               description="Rewrite each instruction into a self-contained prompt before the model sees "
+                           "it: off, local (the model's own text encoder), remote (an OpenAI-compatible "
+                           "chat server). Start a message with ! to send it word for word."),
+        Switch(id="guard", label="Keep untouched parts exact (drift guard)", initial=s.guard,
+               description="After each edit, pixels the edit did not change come from its input, "
+                           "exactly; shifts and zooms the model made are corrected."),
     ]).send()
 
 
@@ -253,6 +263,56 @@ def _button(build):
 
 for _name, _build in BUTTONS.items():
     cl.action_callback(_name)(_button(_build))
+
+
+@cl.action_callback("paint")
+async def paint_button(action: cl.Action) -> None:
+    """Show the brush over the image the button sits under."""
+    number = _number(action)
+    if number is None:
+        return
+    rt = get_runtime()
+    try:
+        node = await cl.make_async(rt.store.node)(_conv(), number)
+    except USER_ERRORS as e:
+        await render.send_text(str(e), error=True)
+        return
+    await render.send_brush(_conv(), node)
+
+
+@cl.action_callback("use_region")
+async def use_region(action: cl.Action) -> None:
+    """The brush's "Use this region": keep the mask; with words, run the edit now."""
+    rt = get_runtime()
+    payload = action.payload or {}
+    number, text = _number(action), payload.get("text") or ""
+    data = mask_bytes(payload.get("mask"))
+    if number is None or data is None or not isinstance(text, str):
+        await render.send_text("That region could not be read; paint it again.", error=True)
+        return
+    try:
+        await cl.make_async(rt.service.set_region)(_conv(), data, base=number)
+    except USER_ERRORS as e:
+        await render.send_text(f"{e} Paint the region again.", error=True)
+        return
+    if not text.strip():
+        await render.send_text(f"Region kept on #{number}: your next instruction changes only the "
+                               f"painted area, and everything outside it stays exactly as it is.")
+        return
+    await handle(Intent("edit", text=text.strip(), base=number))
+
+
+@cl.action_callback("use_my_words")
+async def use_my_words_button(action: cl.Action) -> None:
+    """Re-run a polished result with the user's own words."""
+    number = _number(action)
+    if number is None:
+        return
+    rt = get_runtime()
+    on_event, events = _listener()
+    outcome = await cl.make_async(rt.service.use_my_words)(_conv(), number, settings=_settings(),
+                                                         on_event=on_event)
+    await render.show(_conv(), outcome, rt.store, events)
 
 
 @cl.action_callback("reading")
@@ -343,6 +403,20 @@ def _conv() -> str:
 
 def _settings() -> ChatSettings:
     return cl.user_session.get("settings") or ChatSettings()
+
+
+MAX_MASK_BYTES = 4 * 1024 * 1024
+
+
+def mask_bytes(value) -> Optional[bytes]:
+    """The PNG bytes of the brush's data URL (untrusted: checked, size-bounded)."""
+    prefix = "data:image/png;base64,"
+    if not isinstance(value, str) or not value.startswith(prefix) or len(value) > MAX_MASK_BYTES * 4 // 3 + 64:
+        return None
+    try:
+        return base64.b64decode(value[len(prefix):], validate=True)
+    except (ValueError, binascii.Error):
+        return None
 
 
 def _number(action: cl.Action) -> Optional[int]:

@@ -25,14 +25,16 @@ from typing import Callable, Optional
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 import pipelines
-from pipelines import BackendError, EditRequest, GenerateRequest, doctor
+from pipelines import BackendError, EditRequest, GenerateRequest, doctor, exact
 
 from . import serve, users
+from .service import keep_untouched
 
 PROG = "qwen-edit-chat"
 HISTORY_FORMAT = "qwen-edit-chat/history"
 HISTORY_VERSION = 1
 MODEL_KINDS = ("generate", "edit", "variation")
+EXACT_KINDS = ("op",)
 
 
 class CliError(Exception):
@@ -145,6 +147,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     replayed: dict[int, Image.Image] = {}
     made = same = 0
     with archive:
+        masks = _masks(archive)
         for node in sorted(recipe["nodes"], key=lambda n: n["number"]):
             number, kind = node["number"], node["kind"]
             label = f"#{number} {kind}"
@@ -161,14 +164,24 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 target.write_bytes(stored)
                 print(f"{label}: upload, copied from the zip -> {target}")
                 continue
-            if kind not in MODEL_KINDS:
+            if kind not in MODEL_KINDS + EXACT_KINDS:
                 raise CliError(f"{label}: unknown kind {kind!r}; this replay knows "
-                               f"upload, {', '.join(MODEL_KINDS)}.")
+                               f"upload, {', '.join(MODEL_KINDS + EXACT_KINDS)}.")
             params = node.get("params") or {}
+            if kind in EXACT_KINDS:  # no model: the same exact operation on the same input
+                image = _replay_op(node, params, replayed)
+                replayed[number] = image
+                png = _png_bytes(image)
+                target.write_bytes(png)
+                made += 1
+                verdict = _verdict(png, image, stored, node)
+                same += verdict == "reproduced"
+                print(f"{label}: {verdict} -> {target}")
+                continue
             name = args.backend or params.get("backend") or pipelines.default_backend_name()
             if name not in backends:
                 backends[name] = _backend(name, args)
-            image = _replay_node(node, params, backends[name], replayed)
+            image = _replay_node(node, params, backends[name], replayed, masks)
             replayed[number] = image
             png = _png_bytes(image)
             target.write_bytes(png)
@@ -311,7 +324,16 @@ def _open_history(path: str):
     return recipe, archive
 
 
-def _replay_node(node: dict, params: dict, backend, replayed: dict):
+def _masks(archive: zipfile.ZipFile) -> dict:
+    """The painted regions the history holds, by sha256 (masks/<sha>.png)."""
+    found = {}
+    for name in archive.namelist():
+        if name.startswith("masks/") and name.endswith(".png"):
+            found[name[len("masks/"):-len(".png")]] = _decode(archive.read(name), name).convert("L")
+    return found
+
+
+def _replay_node(node: dict, params: dict, backend, replayed: dict, masks: dict):
     label = f"#{node['number']} {node['kind']}"
     if params.get("seed") is None:
         raise CliError(f"{label} has no recorded seed, so it cannot be reproduced.")
@@ -331,7 +353,25 @@ def _replay_node(node: dict, params: dict, backend, replayed: dict):
                        "before it.")
     request = EditRequest(prompt=node["prompt"], images=tuple(replayed[n] for n in node["inputs"]),
                           **options)
-    return _run_with_bar(backend.edit, request, label).image
+    image = _run_with_bar(backend.edit, request, label).image
+    # The drift guard and any painted region, as the chat applied them.
+    recorded = params.get("request") or {}
+    mask = masks.get(recorded.get("region")) if recorded.get("region") else None
+    if recorded.get("region") and mask is None:
+        raise CliError(f"{label} was edited in a painted region, masks/{recorded['region']}.png, "
+                       "which the history does not hold.")
+    return keep_untouched(replayed[node["inputs"][0]], image, recorded, mask)[0]
+
+
+def _replay_op(node: dict, params: dict, replayed: dict) -> Image.Image:
+    label = f"#{node['number']} {node['kind']}"
+    source = (node.get("inputs") or [None])[0]
+    if source not in replayed:
+        raise CliError(f"{label} needs #{source}, which the history does not hold before it.")
+    try:
+        return exact.apply(replayed[source], params.get("op") or {})
+    except ValueError as e:
+        raise CliError(f"{label}: {e}") from None
 
 
 def _verdict(png: bytes, image: Image.Image, stored: bytes, node: dict) -> str:

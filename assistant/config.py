@@ -43,6 +43,14 @@ class Settings(BaseSettings):
     remote_api_key: str = "EMPTY"
     remote_timeout: float = 600.0
 
+    polish: Literal["auto", "off", "local", "remote"] = Field("auto", description=(
+        "Prompt polish: the default engine. auto: remote when polish_url is set, local with the "
+        "qwen backend, off with the tiny one."))
+    polish_url: Optional[str] = Field(None, description="OpenAI-compatible chat-completions base URL (remote polish).")
+    polish_model: str = Field("Qwen/Qwen2.5-VL-7B-Instruct", description="The model name sent to it.")
+    polish_api_key: str = "EMPTY"
+    polish_timeout: float = Field(20.0, gt=0, description="Seconds before a remote polish gives up.")
+
     workers: int = Field(1, ge=1, description="Image jobs running at once (one per GPU).")
     job_timeout: float = Field(1800.0, gt=0, description="Seconds before a running job is stopped.")
 
@@ -88,6 +96,14 @@ class Settings(BaseSettings):
         from pipelines import default_backend_name
 
         return self.backend or default_backend_name()
+
+    def polish_engine(self) -> str:
+        """The polish engine a conversation starts with."""
+        if self.polish != "auto":
+            return self.polish
+        if self.polish_url:
+            return "remote"
+        return "local" if self.backend_name() == "qwen" else "off"
 
     def backend_settings(self, name: str, model: Optional[str] = None) -> dict:
         """Constructor settings for backend ``name`` (and an optional model override)."""

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 KINDS = (
     "generate", "edit", "upload", "undo", "redo", "checkout",
-    "variations", "export", "history", "help", "ask", "sample",
+    "variations", "export", "history", "help", "ask", "sample", "op", "squash",
 )
 EXPORT_FORMATS = ("png", "jpeg", "webp", "history")
 DEFAULT_EXPORT_FORMAT = "png"
@@ -35,6 +35,7 @@ COMMANDS = {
     ),
     "export": "/export [png|jpeg|webp|history] - download the image, or the whole history",
     "history": "/history - show the tree of images",
+    "squash": "/squash - redo the current line of edits as one edit of its first image (a new branch)",
     "new": "/new <prompt> - start a fresh image from a description",
     "sample": "/sample [instruction] - try the app on a sample photo",
     "help": "/help - this list",
@@ -48,7 +49,8 @@ class Intent:
     `base` is a node number (#N) to start from, None for the head; `anchor` names one
     by place instead ("original", "latest", "previous"). `role` says what attached
     photos are for an edit. `then` is a second intent to apply after this one.
-    `options` holds the two readings of an `ask`.
+    `options` holds the two readings of an `ask`. `op` is an exact image operation
+    (`pipelines.exact`: {"name": "rotate", "degrees": 90}, ...) for kind "op".
     """
 
     kind: str
@@ -63,6 +65,9 @@ class Intent:
     role: str | None = None
     then: "Intent | None" = None
     options: tuple = ()
+    op: dict | None = None
+    region: str | None = None  # sha256 of a painted mask (white = may change), for an edit
+    verbatim: bool = False  # "!make it red": the words go to the model as typed, no polish
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -81,3 +86,7 @@ class Intent:
             raise ValueError(f"role must be one of {ROLES}, and only on an edit")
         if (self.kind == "ask") != bool(self.options):
             raise ValueError("an ask intent, and only an ask, has its options")
+        if (self.kind == "op") != (self.op is not None):
+            raise ValueError("an op intent, and only an op, has its op")
+        if self.region is not None and self.kind != "edit":
+            raise ValueError("only an edit has a painted region")

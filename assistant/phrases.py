@@ -144,6 +144,12 @@ COMMANDS = [
      rf"\s+(?:done|made|tried|did|do|make|try|have|got){SO_FAR}"
      rf"|what(?:\s+have|'ve|\s+did)\s+(?:we|i|you)\s+(?:done|do|made|make|tried|try|got){SO_FAR}"
      rf"|how\s+did\s+we\s+get\s+here|recap|summary|overview", "history"),
+    # squash: the current line of edits again, as one edit of its first image
+    (r"squash(?:\s+(?:it|them|this|that|the\s+(?:chain|edits|history|steps)))?"
+     r"|(?:(?:do|redo|apply|make|run)\s+)?(?:all\s+(?:of\s+)?(?:that|this|those|these|the\s+(?:edits|changes|steps))"
+     r"|everything|the\s+whole\s+(?:thing|chain))\s+(?:in\s+(?:one|a\s+single)\s+(?:go|edit|step|pass|shot)|at\s+once)"
+     r"|(?:combine|merge)\s+(?:all\s+)?(?:the\s+|my\s+|these\s+|those\s+)?(?:edits|changes|steps)"
+     r"(?:\s+(?:into|in)\s+(?:one|a\s+single)(?:\s+(?:edit|step))?)?", "squash"),
     # export: the whole history first, so "export everything" is not a format
     (r"(?:export|download|save)(?:\s+(?:the|my))?(?:\s+(?:whole|entire|full|complete))?(?:\s+(?:edit|image))?"
      r"\s+(?:history|tree|everything|session|conversation|all(?:\s+(?:the\s+)?(?:images|pictures|of\s+(?:them|it)))?)"

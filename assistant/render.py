@@ -16,7 +16,7 @@ from typing import Optional
 
 import chainlit as cl
 
-from pipelines import Cancelled
+from pipelines import Cancelled, exact
 from sessions import Node, Store
 
 from .routes import image_url
@@ -68,17 +68,45 @@ def describe(node: Node) -> str:
         parts.append("upload")
     elif node.kind == "generate":
         parts.append("generated")
+    elif node.kind == "op":
+        return " · ".join(parts + [f"{exact.describe(node.params.get('op') or {})} of #{node.parent_number}",
+                                   "exact"])
     elif node.parent_number is not None:
         what = "variation" if node.kind == "variation" else "edit"
         parts.append(f"{what} of #{node.parent_number}")
     refs = node.input_numbers[1:]
     if refs:
         parts.append("with " + ", ".join(f"#{n}" for n in refs))
+    parts += guard_words(node.params)
     if "seed" in node.params:
         parts.append(f"seed {node.params['seed']}")
     if "elapsed_s" in node.params:
         parts.append(f"{node.params['elapsed_s']:.1f} s")
     return " · ".join(parts)
+
+
+def guard_words(params: dict) -> list[str]:
+    """What the drift guard (or a painted region) did: "changed 14%", "rest kept exact", ..."""
+    g = params.get("guard")
+    if not g:
+        return []
+    words = []
+    if (params.get("request") or {}).get("region"):
+        words.append("painted region only")
+    if g.get("global"):
+        words.append("whole picture changed")
+    else:
+        words += [f"changed {_percent(g.get('changed', 0))}", "rest kept exact"]
+    if g.get("shift_px", 0) >= 0.3:
+        words.append(f"shift {g['shift_px']:.1f} px corrected")
+    if abs(g.get("scale", 1.0) - 1.0) >= 0.002:
+        words.append(f"zoom {abs(g['scale'] - 1) * 100:.1f}% corrected")
+    return words
+
+
+def _percent(fraction: float) -> str:
+    pct = fraction * 100
+    return f"{pct:.0f}%" if pct >= 1 or pct == 0 else "<1%"
 
 
 def node_actions(node: Node) -> list[cl.Action]:
@@ -90,12 +118,49 @@ def node_actions(node: Node) -> list[cl.Action]:
         cl.Action(name="branch", payload=p, label="Branch from here", icon="git-branch",
                   tooltip="Make this the current image; the next edit starts a new branch"),
         cl.Action(name="export", payload=p, label="Export", icon="download", tooltip="Download as PNG"),
+        cl.Action(name="paint", payload=p, label="Paint a region", icon="brush",
+                  tooltip="Paint where the next edit may change things; the rest stays exact"),
     ]
     if node.parent_number is None:
         actions = [a for a in actions if a.name != "undo"]
-    if node.kind == "upload":
+    if node.kind in ("upload", "op"):
         actions = [a for a in actions if a.name != "variations"]
     return actions
+
+
+PROMPT_SENT = "prompt sent"  # the folded element's name: the message links to it
+
+
+def polish_lines(node: Node) -> str:
+    """What prompt polish did, under the caption: the link to the prompt, or why not."""
+    p = node.params.get("polish")
+    if not p:
+        return ""
+    if p.get("polished"):
+        return (f"Your words, “{_clip(node.instruction, 120)}”, went to the model polished "
+                f"({p.get('engine')}): see the {PROMPT_SENT}.")
+    return f"Sent your own words: prompt polish ({p.get('engine')}) fell back, because {p.get('reason') or 'it failed'}."
+
+
+def prompt_elements(node: Node) -> list:
+    """The polished prompt, folded: a side panel the message's link opens."""
+    if not (node.params.get("polish") or {}).get("polished"):
+        return []
+    return [cl.Text(name=PROMPT_SENT, content=f"Your words: {node.instruction}\n\nSent to the model: {node.prompt}",
+                    display="side")]
+
+
+def words_actions(node: Node) -> list[cl.Action]:
+    """"Use my words": the same request again without polish."""
+    if not (node.params.get("polish") or {}).get("polished"):
+        return []
+    return [cl.Action(name="use_my_words", payload={"number": node.number}, label="Use my words",
+                      icon="message-square-quote", tooltip="Run this again with your own words, as typed")]
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def switch_actions(run: Run) -> list[cl.Action]:
@@ -138,6 +203,15 @@ async def repoint_uploads(conv: str, message: cl.Message, uploads: list[Node]) -
     for node in uploads:
         await cl.Image(name=f"#{node.number}", url=image_url(conv, node.number), display="inline",
                        size="small", mime="image/png").send(for_id=message.id)
+
+
+async def send_brush(conv: str, node: Node) -> None:
+    """The brush over image #N: paint a region, then "Use this region"."""
+    props = {"src": image_url(conv, node.number), "number": node.number,
+             "width": node.width, "height": node.height}
+    await cl.Message(content=f"Paint over **#{node.number}** where the edit may change things, then "
+                             f"**Use this region** (with an instruction there, or type it next).",
+                     elements=[cl.CustomElement(name="RegionBrush", props=props, display="inline")]).send()
 
 
 async def send_text(text: str, *, error: bool = False) -> None:
@@ -195,6 +269,10 @@ class RunView:
             self.msg.content = f"{self.run.description}: loading…"
             await self.msg.update()
             return
+        if event.kind == "polishing":
+            self.msg.content = f"{self.run.description}: polishing the prompt…"
+            await self.msg.update()
+            return
         eta = f" · about {event.eta_s:.0f} s left" if event.eta_s is not None else ""
         self.msg.content = f"{self.run.description}: step {event.step}/{event.total}{eta}"
         await self.msg.update()
@@ -220,10 +298,13 @@ class RunView:
     async def finish(self, conv: str, result: RunResult) -> None:
         if self.preview is not None:
             await self.preview.remove()
-        caption = describe(result.node)
-        self.msg.content = f"{caption}\n\n{self.run.note}" if self.run.note else caption
-        self.msg.elements = node_elements(conv, result.node, result.source)
-        self.msg.actions = node_actions(result.node) + switch_actions(self.run)
+        lines = [describe(result.node)]
+        lines += [self.run.note] if self.run.note else []
+        polished = polish_lines(result.node)
+        lines += [polished] if polished else []
+        self.msg.content = "\n\n".join(lines)
+        self.msg.elements = node_elements(conv, result.node, result.source) + prompt_elements(result.node)
+        self.msg.actions = node_actions(result.node) + switch_actions(self.run) + words_actions(result.node)
         await self.msg.update()
 
     async def fail(self, text: str) -> None:

@@ -40,6 +40,8 @@ Rules worth knowing:
 - A move verb on something that is not an image ("undo the rain", "revert the
   colors") could be either, so it becomes an `ask` intent with both readings in
   `options`; the caller passes `reading="move"` or `"edit"` to pick one.
+- A message that starts with "!" is an edit (or a generation) whose words go to
+  the model as typed (`verbatim`): no commands, no prompt polish.
 - A refusal (bad argument, unknown command, nothing to make) comes back as a
   `help` intent whose `text` says what was wrong.
 """
@@ -49,6 +51,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
+from . import op_words
 from . import phrases as P
 
 from .intents import (  # re-exported: callers import them from the router (see __all__)
@@ -89,6 +92,8 @@ def route(text: str | None, *, has_image: bool, attachments: int = 0,
             return Intent("upload") if attachments else Intent("help")
         if _SLASH.match(raw):
             return _slash_command(raw)
+        if raw.startswith("!") and raw[1:].strip():
+            return _verbatim(raw[1:].strip(), has_image=has_image, attachments=attachments, role=role)
         if attachments:
             return _with_attachments(raw, has_image=has_image, role=role)
         intent = _plain_language(raw, has_image=has_image)
@@ -222,6 +227,7 @@ _SLASH_HANDLERS = {
     "help": lambda args: Intent("help"),
     "new": _slash_new,
     "sample": lambda args: Intent("sample", text=_clean_instruction(args)),
+    "squash": lambda args: Intent("squash"),
 }
 
 _NOTHING_TO_MAKE = "Say what to make, like: /new a cat on a roof"
@@ -293,6 +299,9 @@ def _plain_language(raw: str, *, has_image: bool) -> Intent:
     if not has_image:
         # Nothing to edit yet: the whole message describes the first picture.
         return Intent("generate", text=raw)
+    op = op_words.parse(core)
+    if op is not None:  # a whole-picture rotate, crop, resize, colour change: exact
+        return Intent("op", text=_clean_instruction(raw) or raw, op=op)
     edit = Intent("edit", text=_clean_instruction(raw) or raw)
     if _AMBIGUOUS_MOVE.fullmatch(_for_matching(core)):
         return Intent("ask", text=raw, options=(Intent("undo"), edit))
@@ -312,6 +321,15 @@ def _with_attachments(raw: str, *, has_image: bool, role: str | None) -> Intent:
     if role is None:
         role = "reference" if has_image and _reads_as_reference(raw) else "subject"
     return Intent("edit", text=_clean_instruction(raw) or raw, role=role)
+
+
+def _verbatim(text: str, *, has_image: bool, attachments: int, role: str | None) -> Intent:
+    """"!..." : an edit (or generation) whose words go to the model exactly as typed."""
+    if attachments:
+        intent = _with_attachments(text, has_image=has_image, role=role)
+        named = intent.base is not None or intent.anchor is not None  # "from #2, ...": its words
+        return replace(intent, text=intent.text if named else text, verbatim=True)
+    return Intent("edit" if has_image else "generate", text=text, verbatim=True)
 
 
 _REFERENCE_WORDS = re.compile(P.REFERENCE_WORDS, re.I)
@@ -385,6 +403,7 @@ def _fixed(kind: str, **fields):
 _BUILDERS = {
     "help": _fixed("help"),
     "history": _fixed("history"),
+    "squash": _fixed("squash"),
     "export_history": _fixed("export", fmt="history"),
     "export": _export,
     "undo": _steps("undo"),

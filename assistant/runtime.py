@@ -87,7 +87,11 @@ def build_runtime(settings: Settings) -> Runtime:
     backends = BackendPool(settings.backend_name(),
                            lambda name, model: get_backend(name, **settings.backend_settings(name, model)))
     service = ChatService(store, backends, queue, job_timeout=settings.job_timeout,
-                          cap_per_conversation=settings.mode == "local")
+                          cap_per_conversation=settings.mode == "local",
+                          polish_settings={"engine": settings.polish_engine(), "url": settings.polish_url,
+                                           "model": settings.polish_model,
+                                           "api_key": settings.polish_api_key,
+                                           "timeout": settings.polish_timeout})
     return Runtime(settings, store, queue, backends, service)
 
 

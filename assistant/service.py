@@ -20,8 +20,9 @@ from typing import Callable, Optional
 
 from PIL import Image
 
-from pipelines import BackendError, Cancelled, EditRequest, GenerateRequest, backend_names
+from pipelines import BackendError, Cancelled, EditRequest, GenerateRequest, backend_names, exact, fidelity, polish
 from pipelines.base import MAX_INPUT_IMAGES, Backend
+from pipelines.sizes import VAE_AREA, pipeline_size
 from sessions import HistoryError, Job, Node, Store
 from sessions.export import MIME as EXPORT_MIME
 from sessions.store import CRASH_REASON
@@ -34,6 +35,7 @@ from .uploads import UploadError, decoding, load_upload
 USER_ERRORS = (HistoryError, BackendError, UploadError)
 HEAD = "head"  # an edit's base to be read when its job starts
 SIZE_CHOICES = ("keep", "1mp", "1:1", "4:3", "3:4", "16:9", "9:16")
+POLISH_HISTORY = 4  # earlier instructions of the branch the polisher sees
 # The photo /sample uploads: Chelsea the cat, CC0 (see assistant/samples/LICENSE.md).
 SAMPLE_PHOTO = Path(__file__).resolve().parent / "samples" / "chelsea.png"
 
@@ -49,6 +51,9 @@ class ChatSettings:
     seed: Optional[int] = None  # None = a new random seed every run
     size: str = "keep"
     variations: int = 3
+    # The drift guard: after an edit, untouched pixels come from the input exactly.
+    guard: bool = True
+    polish: Optional[str] = None  # prompt polish engine: off | local | remote (None = the server's)
 
     def __post_init__(self) -> None:
         # Values come back from the browser: refuse what no control could have sent.
@@ -62,6 +67,10 @@ class ChatSettings:
             raise HistoryError("Guidance must be 0 to 20.")
         if self.seed is not None and not 0 <= self.seed < 2**63:
             raise HistoryError("The seed must be a whole number from 0 to 2^63-1.")
+        if not isinstance(self.guard, bool):
+            raise HistoryError("The drift guard is on or off.")
+        if self.polish is not None and self.polish not in polish.ENGINES:
+            raise HistoryError(f"Prompt polish must be one of {', '.join(polish.ENGINES)}.")
         if self.backend is not None and self.backend not in backend_names():
             raise HistoryError(f"Unknown backend {self.backend!r}; choose {', '.join(backend_names())}.")
 
@@ -110,12 +119,14 @@ def settings_from_panel(values: dict, *, allowed_models: Optional[list] = None) 
         seed=int(seed_text) if seed_text else None,
         size=values.get("size") or "keep",
         variations=number("variations", int) or 3,
+        guard=values.get("guard") is not False,
+        polish=values.get("polish") or None,
     )
 
 
 @dataclass
 class RunEvent:
-    kind: str  # "started" | "progress"
+    kind: str  # "started" | "polishing" | "progress"
     step: int = 0
     total: int = 0
     preview: Optional[Image.Image] = None
@@ -228,8 +239,12 @@ class BackendPool:
 
 class ChatService:
     def __init__(self, store: Store, backends: BackendPool, queue: JobQueue, *,
-                 job_timeout: float = 1800.0, cap_per_conversation: bool = False) -> None:
+                 job_timeout: float = 1800.0, cap_per_conversation: bool = False,
+                 polish_settings: Optional[dict] = None) -> None:
         self.store = store
+        # The prompt polish engine conversations start with, and the remote engine's
+        # url/model/api_key/timeout.
+        self.polish_settings = {"engine": "off", **(polish_settings or {})}
         # The local mode has one person, so every API client shares one owner: its
         # waiting-jobs cap (and turn-taking) then applies per conversation instead.
         self.cap_per_conversation = cap_per_conversation
@@ -238,6 +253,7 @@ class ChatService:
         self.job_timeout = job_timeout
         self._runs: dict[str, list[Run]] = {}
         self._lock = threading.Lock()
+        self._remote = None  # the remote polisher, made on first use
 
     # ---- uploads ----------------------------------------------------------------------
 
@@ -307,6 +323,63 @@ class ChatService:
         intent = Intent("edit", text=text, base=base if role == "reference" else None, role=role)
         return self.apply(conversation_id, intent, uploads=uploads, settings=settings, on_event=on_event)
 
+    def use_my_words(self, conv: str, number: int, *, settings: Optional[ChatSettings] = None,
+                     on_event: Optional[EventSink] = None) -> Outcome:
+        """Run image #N's request again with the user's own words, unpolished (same seed)."""
+        try:
+            node = self.store.node(conv, number)
+            recorded = dict(node.params.get("request") or {})
+            if not recorded:
+                raise HistoryError(f"#{number} was not made by the model; there is nothing to re-run.")
+            recorded.update(polish="off", seed=node.params.get("seed"), prompt=node.instruction)
+            recorded.pop("polished_prompt", None)
+            chosen = settings or ChatSettings()
+            run = self._submit(conv, kind=node.kind, request=recorded, inputs=list(node.input_numbers),
+                               parent=node.parent_number, instruction=node.instruction, settings=chosen,
+                               on_event=on_event, description=f"#{number} again, with your own words")
+            return Outcome(runs=[run])
+        except USER_ERRORS as e:
+            return Outcome(message=str(e), is_error=True)
+
+    def _polish_engine(self, settings: ChatSettings, intent: Intent) -> str:
+        if intent.verbatim:
+            return "off"
+        return settings.polish or self.polish_settings["engine"]
+
+    def _polished(self, run: Run, conv: str, request: dict, backend, images, parent, cancel):
+        """The prompt to send, and what polish did (None when it was off)."""
+        engine = request.get("polish") or "off"
+        if request.get("polished_prompt"):
+            return request["polished_prompt"], {"engine": engine, "polished": True, "reused": True}
+        if engine == "off":
+            return request["prompt"], None
+        run.emit(RunEvent("polishing"))
+        history = ()
+        if request["op"] == "edit" and parent is not None:
+            history = tuple(n.instruction for n in self.store.lineage(conv, parent)
+                            if n.kind != "upload" and n.instruction)[-POLISH_HISTORY:]
+        job = polish.PolishRequest(request["prompt"], history=history, images=tuple(images),
+                                   op=request["op"])
+        try:
+            polisher = self._polisher(engine, backend)
+        except ValueError as e:
+            return request["prompt"], {"engine": engine, "polished": False, "reason": str(e)}
+        done = polisher.polish(job, cancel=cancel)
+        return done.prompt, {"engine": done.engine, "polished": done.polished, "reason": done.reason,
+                             "elapsed_s": round(done.elapsed_s, 3)}
+
+    def _polisher(self, engine: str, backend):
+        """A local polisher per job (it holds the text encoder); one remote client for good."""
+        cfg = self.polish_settings
+        if engine != "remote":
+            return polish.make_polisher(engine, backend=backend)
+        with self._lock:
+            if self._remote is None:
+                self._remote = polish.make_polisher(
+                    "remote", url=cfg.get("url"), model=cfg.get("model"), api_key=cfg.get("api_key") or "EMPTY",
+                    timeout=cfg.get("timeout") or polish.REMOTE_TIMEOUT_S)
+            return self._remote
+
     def anchor_number(self, conv: str, anchor: str) -> int:
         """The image a place names: the current line's original, the newest, the one before."""
         head = self.store.head(conv)
@@ -352,6 +425,70 @@ class ChatService:
         return Outcome(message=f"Do you mean a step back in the history{back}, or an edit of the "
                                f"current image that says “{_short(edit.text)}”? Pick one:",
                        choices=choices)
+
+    def _do_op(self, conv, intent, uploads, settings, on_event) -> Outcome:
+        """An exact whole-picture operation: no model, no job, a node of kind "op"."""
+        source = self.store.node(conv, intent.base) if intent.base else self.store.head(conv)
+        if source is None:
+            raise HistoryError("There is no image to change yet: describe one, or upload a photo.")
+        try:
+            op = exact.validate(intent.op)
+            image = exact.apply(self.store.image(source), op)
+        except ValueError as e:
+            raise HistoryError(str(e)) from None
+        node = self.store.add_node(conv, image, kind="op", parent=source.number, inputs=[source.number],
+                                   instruction=intent.text, prompt="", params={"op": op})
+        return Outcome(message=f"Exact: {exact.describe(op)}.", node=node)
+
+    def _do_squash(self, conv, intent, uploads, settings, on_event) -> Outcome:
+        """The current line of edits again, as one edit of its first image: a new branch."""
+        line = self.store.lineage(conv)
+        if not line:
+            raise HistoryError("There are no images yet: describe one, or upload a photo.")
+        root, steps = line[0], [n for n in line[1:] if n.instruction]
+        if len(steps) < 2:
+            raise HistoryError(f"#{line[-1].number} is {len(steps)} edit(s) from #{root.number}: "
+                               f"there is nothing to squash. Squash needs two edits or more in a line.")
+        refs: list[int] = []
+        for n in steps:
+            for ref in n.input_numbers[1:]:
+                if ref not in refs:
+                    refs.append(ref)
+        if len(refs) > MAX_INPUT_IMAGES - 1:
+            raise HistoryError(f"That line of edits used {len(refs)} reference images; one edit can "
+                               f"use at most {MAX_INPUT_IMAGES - 1}. Squash a shorter line.")
+        merged = merge_instructions([n.instruction for n in steps])
+        request = {"op": "edit", "prompt": merged, **self._options(settings),
+                   **self._size(settings, root), "guard": settings.guard,
+                   "squash": [n.number for n in steps]}
+        run = self._submit(conv, kind="edit", request=request, inputs=[root.number] + refs,
+                           parent=root.number, instruction=merged, settings=settings, on_event=on_event,
+                           description=f"Squashing #{steps[0].number}–#{steps[-1].number} into one edit of #{root.number}")
+        run.note = (f"One edit of #{root.number} doing what #{steps[0].number}–#{steps[-1].number} did in "
+                    f"{len(steps)} steps, on a new branch beside them: “{_short(merged, 200)}”")
+        return Outcome(runs=[run])
+
+    def set_region(self, conv: str, mask_data: bytes, *, base: Optional[int] = None) -> dict:
+        """Keep a painted region for the next edit of ``base`` (default the head).
+
+        ``mask_data`` is an image of any size (white = may change); it is scaled to the
+        picture when the edit runs. Returns the pending region {"sha", "base"}.
+        """
+        node = self.store.node(conv, base) if base else self.store.head(conv)
+        if node is None:
+            raise HistoryError("There is no image to paint on yet.")
+        sha = self.store.put_mask(load_mask(mask_data))
+        region = {"sha": sha, "base": node.number}
+        self.store.update_meta(conv, {"region": region})
+        return region
+
+    def _pending_region(self, conv: str, base_node: Optional[Node]) -> Optional[str]:
+        """A region painted on ``base_node`` and not used yet: this edit uses it up."""
+        pending = self.store.conversation(conv).meta.get("region")
+        if not pending or base_node is None or pending.get("base") != base_node.number:
+            return None
+        self.store.update_meta(conv, {"region": None})
+        return pending.get("sha")
 
     def _do_sample(self, conv, intent, uploads, settings, on_event) -> Outcome:
         with SAMPLE_PHOTO.open("rb") as f:
@@ -412,7 +549,8 @@ class ChatService:
         return Outcome(export=self.export(conv, intent.fmt or "png", intent.base))
 
     def _do_generate(self, conv, intent, uploads, settings, on_event) -> Outcome:
-        request = {"op": "generate", "prompt": intent.text, **self._options(settings)}
+        request = {"op": "generate", "prompt": intent.text, **self._options(settings),
+                   "polish": self._polish_engine(settings, intent)}
         request.update(self._size(settings, None))
         run = self._submit(conv, kind="generate", request=request, inputs=[], parent=None,
                            instruction=intent.text, settings=settings, on_event=on_event,
@@ -436,8 +574,13 @@ class ChatService:
                 f"An edit can use at most {MAX_INPUT_IMAGES} images: the current image and two "
                 f"references. This message brought {len(refs)} references; send at most two.")
         base_node = self.store.node(conv, base) if base is not None else head
-        request = {"op": "edit", "prompt": intent.text, **self._options(settings)}
+        request = {"op": "edit", "prompt": intent.text, **self._options(settings),
+                   "polish": self._polish_engine(settings, intent)}
         request.update(self._size(settings, base_node))
+        request["guard"] = settings.guard
+        region = intent.region or self._pending_region(conv, base_node)
+        if region is not None:
+            request["region"] = region
         if uploads:
             request["reading"] = "subject" if subject else "reference"
         if base is None and self.active_runs(conv):
@@ -466,6 +609,8 @@ class ChatService:
         runs = []
         for i in range(count):
             request = dict(recorded, seed=None)  # a fresh seed each time
+            if (source.params.get("polish") or {}).get("polished"):
+                request["polished_prompt"] = source.prompt  # the same request: not polished again
             runs.append(self._submit(
                 conv, kind="variation", request=request, inputs=list(source.input_numbers),
                 parent=source.parent_number, instruction=source.instruction,
@@ -551,11 +696,14 @@ class ChatService:
         if settings.size == "keep":
             return {"width": None, "height": None}
         if settings.size == "1mp":
-            aspect = (base.width / base.height) if base else 1.0
+            # Exactly Picture 1's VAE grid: no shift, no zoom from rounding.
+            size = pipeline_size(base.width, base.height, VAE_AREA) if base else megapixel_size(1.0)
         else:
             w, h = (int(x) for x in settings.size.split(":"))
-            aspect = w / h
-        return dict(zip(("width", "height"), megapixel_size(aspect)))
+            size = megapixel_size(w / h)
+            if base is not None and pipeline_size(base.width, base.height, VAE_AREA) == size:
+                size = pipeline_size(base.width, base.height, VAE_AREA)
+        return dict(zip(("width", "height"), size))
 
     def _submit(self, conv: str, *, kind: str, request: dict, inputs: list[int],
                 parent: Optional[int], instruction: str, settings: ChatSettings,
@@ -626,14 +774,20 @@ class ChatService:
             images = tuple(self.store.image(self.store.node(conv, n)) for n in inputs)
             opts = {k: request.get(k) for k in ("seed", "steps", "true_cfg_scale",
                                                  "negative_prompt", "width", "height")}
+            prompt, polished = self._polished(run, conv, request, be, images, parent, cancel)
+            if cancel.is_set():
+                raise Cancelled()
             if request["op"] == "edit":
-                result = be.edit(EditRequest(request["prompt"], images=images, **opts),
+                result = be.edit(EditRequest(prompt, images=images, **opts),
                                  progress=progress, cancel=cancel)
             else:
-                result = be.generate(GenerateRequest(request["prompt"], **opts),
+                result = be.generate(GenerateRequest(prompt, **opts),
                                      progress=progress, cancel=cancel)
             if cancel.is_set():
                 raise Cancelled()
+            image, kept = result.image, None
+            if request["op"] == "edit":
+                image, kept = self._keep_untouched(images[0], image, request)
         except Cancelled:
             if timed_out.is_set():
                 msg = f"The image took longer than {self.job_timeout:.0f} s and was stopped. Nothing was saved."
@@ -657,13 +811,15 @@ class ChatService:
             "width": opts["width"], "height": opts["height"],
             "backend": result.info.get("backend"), "model": result.info.get("model"),
             "elapsed_s": round(result.elapsed_s, 3),
+            "guard": kept,
+            "polish": polished,
             # What "variations" re-runs: the request as asked, before defaults were filled in.
             "request": {k: v for k, v in request.items()},
             "info": result.info,
         }
         try:
-            node = self.store.finish_job(job_id, result.image, kind=kind, parent=parent, inputs=inputs,
-                                         instruction=instruction, prompt=request["prompt"], params=params)
+            node = self.store.finish_job(job_id, image, kind=kind, parent=parent, inputs=inputs,
+                                         instruction=instruction, prompt=prompt, params=params)
         except HistoryError as e:  # e.g. stopped at the last moment: nothing was saved
             self._fail(job_id, str(e))
             raise
@@ -674,6 +830,10 @@ class ChatService:
         source = self.store.node(conv, parent) if parent is not None else None
         return RunResult(node=node, source=source, seed=result.seed, steps=result.steps,
                          elapsed_s=result.elapsed_s)
+
+    def _keep_untouched(self, before: Image.Image, after: Image.Image, request: dict):
+        region = request.get("region")
+        return keep_untouched(before, after, request, self.store.mask(region) if region else None)
 
     def _fail(self, job_id: str, message: str) -> None:
         try:
@@ -708,6 +868,35 @@ def _reading(text: str, uploads: list[Node], *, subject: bool, base, head: Optio
                   "text": text, "role": "subject", "base": None, "uploads": numbers}
 
 
+def keep_untouched(before: Image.Image, after: Image.Image, request: dict,
+                   mask: Optional[Image.Image] = None):
+    """The drift guard, or a painted region: untouched pixels come from ``before``.
+
+    One code path for the chat's jobs and `qwen-edit-chat replay`. Returns the image
+    to keep and the figures for the node (None when the guard is off, or when the user
+    asked for another size, so there is no input pixel to keep).
+    """
+    if not request.get("guard", True) and mask is None:
+        return after, None
+    asked = (request.get("width"), request.get("height"))
+    if asked != (None, None) and asked != before.size and mask is None:
+        return after, None
+    kept = fidelity.guard(before, after, region=mask)
+    return kept.image, kept.summary()
+
+
+def merge_instructions(instructions: list[str]) -> str:
+    """A line of edit instructions as one: "make it darker; then add rain; then ..."."""
+    parts = [" ".join(i.split()).rstrip(" .;,") for i in instructions if i and i.strip()]
+    return "; then ".join(parts)
+
+
+def load_mask(data: bytes) -> Image.Image:
+    """A painted region from an uploaded image: mode L, white = may change."""
+    with decoding(data):
+        return load_upload(data, "The mask", as_mask=True)
+
+
 def _whole(n) -> bool:
     return isinstance(n, int) and not isinstance(n, bool) and n >= 1
 
@@ -717,8 +906,12 @@ def _short(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
-def megapixel_size(aspect: float, area: int = 1024 * 1024, multiple: int = 16) -> tuple[int, int]:
-    """Width and height of about ``area`` pixels at ``aspect``, in multiples of 16."""
+def megapixel_size(aspect: float, area: int = 1024 * 1024, multiple: int = 32) -> tuple[int, int]:
+    """Width and height of about ``area`` pixels at ``aspect``, in multiples of 32.
+
+    32 is the edit model's VAE grid (8x VAE, 2x2 patches, and its input resize): a
+    size off that grid shifts and zooms the picture a little on every turn.
+    """
     w = (area * aspect) ** 0.5
     h = w / aspect
     return max(multiple, round(w / multiple) * multiple), max(multiple, round(h / multiple) * multiple)

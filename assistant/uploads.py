@@ -87,8 +87,12 @@ def sniff(data: bytes) -> str | None:
     return None
 
 
-def load_upload(data: bytes, name: str = "the file") -> Image.Image:
-    """A checked RGB image from uploaded bytes, or ``UploadError``."""
+def load_upload(data: bytes, name: str = "the file", *, as_mask: bool = False) -> Image.Image:
+    """A checked RGB image from uploaded bytes, or ``UploadError``.
+
+    ``as_mask``: a painted region instead, mode L (white = may change). A picture with
+    transparency is paint on a clear canvas, so its alpha is the region.
+    """
     if not data:
         raise UploadError(f"{name} is empty. Send {ACCEPTED_TEXT}.")
     if len(data) > MAX_BYTES:
@@ -110,7 +114,11 @@ def load_upload(data: bytes, name: str = "the file") -> Image.Image:
                         f"Send {ACCEPTED_TEXT}.")
                 img.load()
                 img = ImageOps.exif_transpose(img)
-                out = to_rgb(img)
+                if as_mask:
+                    alpha = "A" in img.getbands() or "transparency" in img.info
+                    out = img.convert("RGBA").getchannel("A") if alpha else img.convert("L")
+                else:
+                    out = to_rgb(img)
                 out.info = {}
                 return out
     except UploadError:

@@ -14,6 +14,10 @@ The pipeline class comes from the model's ``model_index.json``: Edit Plus
 Text-to-image uses ``QwenImagePipeline`` built on the same text encoder, tokenizer
 and VAE, with only the transformer loaded from ``t2i_model`` (or, in canvas mode,
 the edit model paints on a blank canvas, which needs no second transformer).
+
+``polisher()`` lends the loaded edit pipeline's text encoder (Qwen2.5-VL with its
+language-model head) to ``pipelines.polish`` to rewrite a turn's words before the
+edit, so polishing loads no second model.
 """
 
 from __future__ import annotations
@@ -188,6 +192,20 @@ class QwenBackend:
             self._edit_pipe = self._t2i_pipe = self._previewer = self._offload_owner = None
             self._caches = {}
         levers.free_memory(self.device)
+
+    def polisher(self, **options):
+        """A ``pipelines.polish.LocalPolisher`` over the edit pipeline's own text encoder
+        and processor, loading the pipeline first if needed (as an edit does). It runs
+        on this backend's device, one call at a time with the pipelines, and holds the
+        text encoder: build one per job rather than keeping it past ``close()``.
+        ``options`` go to ``LocalPolisher`` (``max_new_tokens``...)."""
+        from .polish import LocalPolisher
+
+        pipe = self._edit_pipeline()
+        folder = loading.local_folder(self.model, self.revision)
+        return LocalPolisher(pipe.text_encoder, pipe.processor, device=self.device,
+                             checkpoint=folder / "text_encoder" if folder else None,
+                             lock=_CALL_LOCK, threads=self.cpu_threads, **options)
 
     def edit(
         self,

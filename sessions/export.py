@@ -1,7 +1,8 @@
 """Exports: one image (PNG/JPEG/WebP) and the whole history as a zip.
 
 Owns the export formats: the PNG recipe text chunk, the history zip layout
-(``recipe.json``, ``images/NNNN-kind.png``, ``contact-sheet.png``) that
+(``recipe.json``, ``images/NNNN-kind.png``, ``masks/<sha256>.png`` for painted
+regions, ``contact-sheet.png``) that
 ``qwen-edit-chat replay`` reads back, and the contact sheet. Exported files carry no
 EXIF or GPS data from uploads: images are re-encoded from pixels. Knows nothing of
 how images were made or shown.
@@ -32,6 +33,12 @@ THUMB = 256
 
 def node_file_name(node: "Node") -> str:
     return f"images/{node.number:04d}-{node.kind}.png"
+
+
+def region_of(node: "Node") -> Optional[str]:
+    """The sha256 of the painted region an edit was limited to, if any."""
+    sha = ((node.params or {}).get("request") or {}).get("region")
+    return sha if isinstance(sha, str) else None
 
 
 def node_record(node: "Node") -> dict:
@@ -114,6 +121,9 @@ def export_history(store: "Store", conversation_id: str) -> bytes:
         for n in nodes:
             # PNG bytes are stored verbatim so each file's sha256 matches the recipe.
             zf.writestr(node_file_name(n), store.image_bytes(n), compress_type=zipfile.ZIP_STORED)
+        for sha in sorted({m for n in nodes if (m := region_of(n))}):
+            # Painted regions, named by the nodes' params.request.region: replay needs them.
+            zf.writestr(f"masks/{sha}.png", store.blobs.get(sha), compress_type=zipfile.ZIP_STORED)
         if nodes:
             sheet = contact_sheet(store, store.lineage(conversation_id))
             out = io.BytesIO()

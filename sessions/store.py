@@ -146,14 +146,19 @@ class Store:
         with db.write_session(self.engine) as s:
             self._conv(s, conversation_id)
             shas = set(s.exec(select(NodeRow.sha256).where(NodeRow.conversation_id == conversation_id)).all())
+            masks = self._masks_of(s, conversation_id)
             for table in (NodeInputRow, NodeRow, JobRow):
                 s.exec(delete(table).where(table.conversation_id == conversation_id))
             s.exec(delete(ConversationRow).where(ConversationRow.id == conversation_id))
             still_used = set(s.exec(select(NodeRow.sha256).where(NodeRow.sha256.in_(shas))).all()) if shas else set()
+            # A mask is still used when any other conversation's params or meta name it
+            # (rare, so a text scan; masks are content-addressed like images).
+            still_used |= {m for m in masks if self._mask_used_elsewhere(s, m)}
             s.flush()
-            for sha in shas - still_used:
+            gone = (shas | masks) - still_used
+            for sha in gone:
                 self.blobs.delete(sha)
-            return len(shas - still_used)
+            return len(gone)
 
     # ---- nodes ----------------------------------------------------------------------
 
@@ -380,6 +385,20 @@ class Store:
         """A zip of every image, ``recipe.json`` of the whole tree and a contact sheet."""
         return export.export_history(self, conversation_id)
 
+    # ---- masks ----------------------------------------------------------------------
+
+    def put_mask(self, mask: Image.Image) -> str:
+        """Keep a painted region (mode L, white = may change) as a blob; returns its sha256.
+
+        Nodes name it in their params (``params["request"]["region"]``) and the
+        conversation's meta names a region waiting for the next instruction; both keep
+        it alive until the conversation is deleted.
+        """
+        return self.blobs.put(encode_png(mask.convert("L")))
+
+    def mask(self, sha: str) -> Image.Image:
+        return decode(self.blobs.get(sha)).convert("L")
+
     # ---- internals ------------------------------------------------------------------
 
     def _put_image(self, image: ImageLike) -> tuple[str, int, int, bytes]:
@@ -459,6 +478,26 @@ class Store:
         if row is None or (owner is not None and row.owner != owner):
             raise NotFound("There is no such conversation.")
         return row
+
+    @staticmethod
+    def _masks_of(s, conversation_id: str) -> set[str]:
+        found = set()
+        for params in s.exec(select(NodeRow.params).where(NodeRow.conversation_id == conversation_id)).all():
+            sha = (json.loads(params or "{}").get("request") or {}).get("region")
+            if isinstance(sha, str):
+                found.add(sha)
+        conv = s.get(ConversationRow, conversation_id)
+        pending = (json.loads(conv.meta or "{}").get("region") or {}).get("sha") if conv is not None else None
+        if isinstance(pending, str):
+            found.add(pending)
+        return found
+
+    @staticmethod
+    def _mask_used_elsewhere(s, sha: str) -> bool:
+        like = f"%{sha}%"
+        node = s.exec(select(NodeRow.number).where(NodeRow.params.like(like)).limit(1)).first()
+        conv = s.exec(select(ConversationRow.id).where(ConversationRow.meta.like(like)).limit(1)).first()
+        return node is not None or conv is not None
 
     @staticmethod
     def _conv_owner(s, conversation_id: str) -> Optional[str]:

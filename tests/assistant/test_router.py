@@ -331,7 +331,6 @@ def test_without_an_image_commands_still_work(text, expected):
     ("draw a cat", "draw a cat"),
     ("paint a logo on the wall", "paint a logo on the wall"),
     ("make me look older", "make me look older"),
-    ("make the picture brighter", "make the picture brighter"),
     ("new york skyline at night", "new york skyline at night"),
     ("add a new picture frame on the wall", "add a new picture frame on the wall"),
     ("on 3 sides add a border", "on 3 sides add a border"),
@@ -343,6 +342,27 @@ def test_without_an_image_commands_still_work(text, expected):
 ])
 def test_edit_of_the_current_image(text, expected_text):
     assert route(text, has_image=True) == edit(expected_text)
+
+
+def test_whole_picture_operations_are_exact_and_parts_stay_edits():
+    assert route("make the picture brighter", has_image=True) == Intent(
+        "op", text="make the picture brighter", op={"name": "adjust", "brightness": 1.2})
+    assert route("rotate it 90 degrees", has_image=True).op == {"name": "rotate", "degrees": 90}
+    assert route("rotate the car", has_image=True) == edit("rotate the car")
+    assert route("make the background darker", has_image=True) == edit("make the background darker")
+    # With no image there is nothing to rotate: the words describe a picture.
+    assert route("make it black and white", has_image=False).kind == "generate"
+
+
+@pytest.mark.parametrize("text", ["/squash", "squash", "do all of that in one go", "all of that at once",
+                                  "combine all the edits into one", "redo everything in a single edit"])
+def test_squash_phrasings(text):
+    assert route(text, has_image=True) == Intent("squash")
+
+
+@pytest.mark.parametrize("text", ["squash the bug on the wall", "do all of that again", "combine the two cats"])
+def test_squash_near_misses_stay_edits_or_takes(text):
+    assert route(text, has_image=True).kind != "squash"
 
 
 # ---------------------------------------------------------------- attachments and empty messages
@@ -468,7 +488,7 @@ def test_intent_rejects_impossible_values(fields, message):
 
 def test_every_routed_kind_is_a_known_kind():
     samples = ["undo", "redo", "#2", "try again", "export", "history", "help", "generate a cat", "add a hat",
-               "undo the rain", "/sample"]
+               "undo the rain", "/sample", "rotate it 90 degrees", "/squash"]
     kinds = {route(text, has_image=True).kind for text in samples}
     kinds.add(route("", has_image=True, attachments=1).kind)
     assert kinds == set(KINDS)

@@ -342,7 +342,7 @@ def test_a_starting_thing_stays_an_edit(text):
     case("go back to #2 and export it as jpeg", checkout(2, then=export("jpeg"))),
     case("undo and export", undo(then=export())),
     case("undo that, then show me the history", undo(then=HISTORY)),
-    case("undo twice and then make it darker", undo(2, then=edit("make it darker"))),
+    case("undo twice and then make the sky darker", undo(2, then=edit("make the sky darker"))),
     case("go back to the original and download it", checkout(anchor="original", then=export())),
     case("redo that and save it as webp", redo(then=export("webp"))),
     case("undo, then try again", undo(then=variations())),

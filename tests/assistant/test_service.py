@@ -172,7 +172,7 @@ def test_settings_shape_the_request(world):
     conv = store.create_conversation(owner="ann").id
     _, [res] = say(service, conv, "a fox", settings=ChatSettings(seed=99, steps=6, size="16:9"))
     assert res.node.params["seed"] == 99
-    assert (res.node.width, res.node.height) == (1360, 768)
+    assert (res.node.width, res.node.height) == (1376, 768)  # on the VAE grid of 32
     assert res.node.params["request"]["steps"] == 6
 
 
