@@ -181,6 +181,8 @@ async def _settings_panel(s: ChatSettings) -> None:
                description="Rewrite each instruction into a self-contained prompt before the model sees "
                            "it: off, local (the model's own text encoder), remote (an OpenAI-compatible "
                            "chat server). Start a message with ! to send it word for word."),
+        Switch(id="draft", label="Draft mode (fast takes; /final renders one in full quality)",
+               initial=s.draft),
         Switch(id="guard", label="Keep untouched parts exact (drift guard)", initial=s.guard,
                description="After each edit, pixels the edit did not change come from its input, "
                            "exactly; shifts and zooms the model made are corrected."),
@@ -249,6 +251,7 @@ BUTTONS = {
     "branch": lambda n, p: Intent("checkout", base=n),
     "checkout": lambda n, p: Intent("checkout", base=n),
     "export": lambda n, p: Intent("export", base=n, fmt=p.get("fmt") if p.get("fmt") in EXPORT_FORMATS else "png"),
+    "final": lambda n, p: Intent("final", base=n),
 }
 
 

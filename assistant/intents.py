@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 KINDS = (
     "generate", "edit", "upload", "undo", "redo", "checkout",
-    "variations", "export", "history", "help", "ask", "sample", "op", "squash",
+    "variations", "export", "history", "help", "ask", "sample", "op", "squash", "final",
 )
 EXPORT_FORMATS = ("png", "jpeg", "webp", "history")
 DEFAULT_EXPORT_FORMAT = "png"
@@ -36,6 +36,7 @@ COMMANDS = {
     "export": "/export [png|jpeg|webp|history] - download the image, or the whole history",
     "history": "/history - show the tree of images",
     "squash": "/squash - redo the current line of edits as one edit of its first image (a new branch)",
+    "final": "/final [N] - render image #N (default the current one) again in full quality, same seed",
     "new": "/new <prompt> - start a fresh image from a description",
     "sample": "/sample [instruction] - try the app on a sample photo",
     "help": "/help - this list",

@@ -144,6 +144,11 @@ COMMANDS = [
      rf"\s+(?:done|made|tried|did|do|make|try|have|got){SO_FAR}"
      rf"|what(?:\s+have|'ve|\s+did)\s+(?:we|i|you)\s+(?:done|do|made|make|tried|try|got){SO_FAR}"
      rf"|how\s+did\s+we\s+get\s+here|recap|summary|overview", "history"),
+    # final: a draft again in full quality
+    (rf"(?:(?:re-?)?render|redo|make|do|run|give\s+me)\s+(?:{THIS}|(?P<ref>{REF_OR_NUMBER}))\s+(?:again\s+)?"
+     r"(?:in|at)\s+(?:full|high|best|final|max(?:imum)?)\s+quality"
+     r"|(?:a\s+|the\s+)?(?:full[-\s]quality|final|high[-\s]quality)\s+(?:render|version)(?:\s+(?:of|for)\s+"
+     rf"(?:{THIS}|(?P<ref2>{REF_OR_NUMBER})))?|finali[sz]e(?:\s+{THIS})?|full\s+quality(?:\s+please)?", "final"),
     # squash: the current line of edits again, as one edit of its first image
     (r"squash(?:\s+(?:it|them|this|that|the\s+(?:chain|edits|history|steps)))?"
      r"|(?:(?:do|redo|apply|make|run)\s+)?(?:all\s+(?:of\s+)?(?:that|this|those|these|the\s+(?:edits|changes|steps))"

@@ -77,6 +77,10 @@ def describe(node: Node) -> str:
     refs = node.input_numbers[1:]
     if refs:
         parts.append("with " + ", ".join(f"#{n}" for n in refs))
+    if node.params.get("draft"):
+        parts.append("draft")
+    if node.params.get("final_of"):
+        parts.append(f"final of #{node.params['final_of']}")
     parts += guard_words(node.params)
     if "seed" in node.params:
         parts.append(f"seed {node.params['seed']}")
@@ -125,6 +129,9 @@ def node_actions(node: Node) -> list[cl.Action]:
         actions = [a for a in actions if a.name != "undo"]
     if node.kind in ("upload", "op"):
         actions = [a for a in actions if a.name != "variations"]
+    if node.params.get("draft"):
+        actions.append(cl.Action(name="final", payload=p, label="Render in full quality", icon="sparkles",
+                                 tooltip="The same words, inputs and seed at full steps with true CFG"))
     return actions
 
 
@@ -238,7 +245,8 @@ async def send_history(conv: str, store: Store, lead: str = "") -> None:
     head = store.conversation(conv).head
     props = {"head": head, "nodes": [
         {"number": n.number, "parent": n.parent_number, "kind": n.kind,
-         "label": (n.instruction or n.kind)[:60], "thumb": image_url(conv, n.number, 128)}
+         "label": (n.instruction or n.kind)[:60], "thumb": image_url(conv, n.number, 128),
+         "draft": bool(n.params.get("draft")), "finalOf": n.params.get("final_of")}
         for n in nodes]}
     lead = f"{lead} " if lead else ""
     await cl.Message(content=f"{lead}The history: {len(nodes)} images, current **#{head}**. "

@@ -135,6 +135,10 @@ def _reference(ref: str) -> dict:
     raise ValueError(f"not a node reference: {ref!r}")  # the patterns and tables disagree
 
 
+def _reference_or_head(ref: str | None) -> dict:
+    return _reference(ref) if ref else {}
+
+
 def _node_number(ref: str) -> int:
     """A reference that must be a number (slash commands)."""
     found = _reference(ref)
@@ -228,6 +232,7 @@ _SLASH_HANDLERS = {
     "new": _slash_new,
     "sample": lambda args: Intent("sample", text=_clean_instruction(args)),
     "squash": lambda args: Intent("squash"),
+    "final": lambda args: Intent("final", base=_node_number(args)) if args else Intent("final"),
 }
 
 _NOTHING_TO_MAKE = "Say what to make, like: /new a cat on a roof"
@@ -404,6 +409,7 @@ _BUILDERS = {
     "help": _fixed("help"),
     "history": _fixed("history"),
     "squash": _fixed("squash"),
+    "final": lambda m: Intent("final", **_reference_or_head(m.group("ref") or m.group("ref2"))),
     "export_history": _fixed("export", fmt="history"),
     "export": _export,
     "undo": _steps("undo"),

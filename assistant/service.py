@@ -36,6 +36,9 @@ USER_ERRORS = (HistoryError, BackendError, UploadError)
 HEAD = "head"  # an edit's base to be read when its job starts
 SIZE_CHOICES = ("keep", "1mp", "1:1", "4:3", "3:4", "16:9", "9:16")
 POLISH_HISTORY = 4  # earlier instructions of the branch the polisher sees
+DRAFT_STEPS = 8  # a draft's steps (Lightning's 8-step schedule where the model has it)
+FINAL_STEPS = 40  # "/final": the model card's steps ...
+FINAL_CFG = 4.0  # ... with true CFG
 # The photo /sample uploads: Chelsea the cat, CC0 (see assistant/samples/LICENSE.md).
 SAMPLE_PHOTO = Path(__file__).resolve().parent / "samples" / "chelsea.png"
 
@@ -54,6 +57,9 @@ class ChatSettings:
     # The drift guard: after an edit, untouched pixels come from the input exactly.
     guard: bool = True
     polish: Optional[str] = None  # prompt polish engine: off | local | remote (None = the server's)
+    # Draft mode: fast takes (DRAFT_STEPS, no true CFG; the Lightning LoRA where the
+    # backend has it); "/final" renders a chosen draft again in full quality.
+    draft: bool = False
 
     def __post_init__(self) -> None:
         # Values come back from the browser: refuse what no control could have sent.
@@ -67,8 +73,8 @@ class ChatSettings:
             raise HistoryError("Guidance must be 0 to 20.")
         if self.seed is not None and not 0 <= self.seed < 2**63:
             raise HistoryError("The seed must be a whole number from 0 to 2^63-1.")
-        if not isinstance(self.guard, bool):
-            raise HistoryError("The drift guard is on or off.")
+        if not isinstance(self.guard, bool) or not isinstance(self.draft, bool):
+            raise HistoryError("The drift guard and draft mode are on or off.")
         if self.polish is not None and self.polish not in polish.ENGINES:
             raise HistoryError(f"Prompt polish must be one of {', '.join(polish.ENGINES)}.")
         if self.backend is not None and self.backend not in backend_names():
@@ -121,6 +127,7 @@ def settings_from_panel(values: dict, *, allowed_models: Optional[list] = None) 
         variations=number("variations", int) or 3,
         guard=values.get("guard") is not False,
         polish=values.get("polish") or None,
+        draft=values.get("draft") is True,
     )
 
 
@@ -322,6 +329,24 @@ class ChatService:
             return Outcome(message=str(e), is_error=True)
         intent = Intent("edit", text=text, base=base if role == "reference" else None, role=role)
         return self.apply(conversation_id, intent, uploads=uploads, settings=settings, on_event=on_event)
+
+    def _do_final(self, conv, intent, uploads, settings, on_event) -> Outcome:
+        """A draft again without the draft shortcuts: same words, inputs and seed, full quality."""
+        node = self.store.node(conv, intent.base) if intent.base else self.store.head(conv)
+        if node is None:
+            raise HistoryError("There is no image yet: describe one, or upload a photo.")
+        recorded = dict(node.params.get("request") or {})
+        if not recorded:
+            raise HistoryError(f"#{node.number} is an {node.kind}, not something the model made: there "
+                               f"is nothing to render again.")
+        recorded.update(seed=node.params.get("seed"), steps=FINAL_STEPS, true_cfg_scale=FINAL_CFG,
+                        draft=False, final_of=node.number)
+        if (node.params.get("polish") or {}).get("polished"):
+            recorded["polished_prompt"] = node.prompt  # the same words as the draft was given
+        run = self._submit(conv, kind=node.kind, request=recorded, inputs=list(node.input_numbers),
+                           parent=node.parent_number, instruction=node.instruction, settings=settings,
+                           on_event=on_event, description=f"Rendering #{node.number} in full quality")
+        return Outcome(runs=[run])
 
     def use_my_words(self, conv: str, number: int, *, settings: Optional[ChatSettings] = None,
                      on_event: Optional[EventSink] = None) -> Outcome:
@@ -689,6 +714,9 @@ class ChatService:
     # ---- jobs -------------------------------------------------------------------------
 
     def _options(self, settings: ChatSettings) -> dict:
+        if settings.draft:  # fast: few steps, no true CFG (half the model calls per step)
+            return {"seed": settings.seed, "steps": DRAFT_STEPS, "true_cfg_scale": 1.0,
+                    "negative_prompt": None, "draft": True}
         return {"seed": settings.seed, "steps": settings.steps, "true_cfg_scale": settings.guidance,
                 "negative_prompt": None}
 
@@ -813,6 +841,8 @@ class ChatService:
             "elapsed_s": round(result.elapsed_s, 3),
             "guard": kept,
             "polish": polished,
+            "draft": bool(request.get("draft")),
+            "final_of": request.get("final_of"),
             # What "variations" re-runs: the request as asked, before defaults were filled in.
             "request": {k: v for k, v in request.items()},
             "info": result.info,

@@ -1,5 +1,5 @@
 // The conversation's image tree with thumbnails; clicking a node checks it out.
-// props: nodes [{number, parent, kind, label, thumb}], head
+// props: nodes [{number, parent, kind, label, thumb, draft, finalOf}], head
 export default function HistoryTree() {
   const nodes = props.nodes || [];
   const children = {};
@@ -23,6 +23,8 @@ export default function HistoryTree() {
         <img src={n.thumb} alt={`#${n.number}`} className="h-12 w-12 rounded object-cover" />
         <span className="font-mono text-sm">#{n.number}</span>
         <span className="truncate text-sm text-muted-foreground">{n.kind}: {n.label}</span>
+        {n.draft && <span className="rounded bg-amber-500/20 px-1 text-xs text-amber-600">draft</span>}
+        {n.finalOf && <span className="rounded bg-emerald-500/20 px-1 text-xs text-emerald-600">final of #{n.finalOf}</span>}
         {n.number === props.head && <span className="ml-auto text-xs text-primary">current</span>}
       </button>
       {(children[String(n.number)] || []).length > 0 && (

@@ -147,3 +147,29 @@ def test_sample_uploads_the_bundled_photo_and_edits_it(world):
     assert res.node.input_numbers == [1] and res.node.instruction == "give the cat a hat"
     out, _ = say(service, conv, "/sample")
     assert store.head(conv).kind == "upload" and "sample photo" in out.message
+
+
+def test_draft_mode_makes_drafts_and_final_renders_a_full_quality_sibling(world):
+    from assistant.render import describe
+    from assistant.service import DRAFT_STEPS, FINAL_CFG, FINAL_STEPS, ChatSettings
+
+    store, backend, service = world
+    conv = store.create_conversation(owner="ann").id
+    draft = ChatSettings(draft=True)
+    out, [gen] = say(service, conv, "a red fox in snow", settings=draft)
+    out, [edit] = say(service, conv, "add a scarf", settings=draft)
+    for res in (gen, edit):
+        assert res.node.params["draft"] is True and res.node.params["request"]["steps"] == DRAFT_STEPS
+        assert res.node.params["request"]["true_cfg_scale"] == 1.0 and "draft" in describe(res.node)
+    out, [final] = say(service, conv, "render this in full quality", settings=draft)
+    node = final.node
+    assert node.parent_number == edit.node.parent_number and node.input_numbers == edit.node.input_numbers
+    assert node.params["seed"] == edit.node.params["seed"] and node.instruction == "add a scarf"
+    assert node.params["request"]["steps"] == FINAL_STEPS and node.params["request"]["true_cfg_scale"] == FINAL_CFG
+    assert node.params["draft"] is False and node.params["final_of"] == edit.node.number
+    assert f"final of #{edit.node.number}" in describe(node)
+    out, [again] = say(service, conv, f"/final {gen.node.number}")
+    assert again.node.kind == "generate" and again.node.params["final_of"] == gen.node.number
+    out, _ = say(service, conv, "", files=[("a.png", png())])
+    out, _ = say(service, conv, "/final")  # an upload: nothing to render again
+    assert out.is_error and "not something the model made" in out.message

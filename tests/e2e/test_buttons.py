@@ -77,3 +77,17 @@ def test_two_requests_in_one_message_both_happen(page):
     first = page.locator(ASSISTANT).nth(n).inner_text()
     assert first.startswith("1 of 2 · Back to #1"), first
     assert re.search(r"#3 · edit of #1", page_text)
+
+
+def test_draft_mode_then_render_in_full_quality(page):
+    page.click("#chat-settings-open-modal")
+    switch = page.locator("#draft")
+    switch.wait_for(timeout=10_000)
+    switch.click()
+    page.get_by_role("button", name=re.compile("confirm|save", re.I)).click()
+    switch.wait_for(state="detached", timeout=10_000)
+    text = ask(page, "generate a lighthouse", expect=r"#1 · generated")
+    assert "draft" in text, text
+    before = _click(page, 1, "Render in full quality")
+    text = wait_reply(page, before + 1)
+    assert re.search(r"#2 · generated · final of #1", text), text
