@@ -10,8 +10,8 @@ its own full size) and the model's output (any size) and returns the picture to 
    per axis) at a working size of at most ``WORK_LONG_SIDE`` pixels: windowed phase
    correlation over zooms 0.95..1.05 for a start, then a robust Lucas-Kanade on a
    pyramid (zoom, shift, grey gain and offset; changed pixels weigh nothing). A move
-   is kept only when it is plausible drift and explains the pictures clearly better
-   than none.
+   is kept only when it is plausible drift (a few percent at most), lines the two
+   pictures up well, and explains them clearly better than no move.
 2. colour: a per-channel gain and offset fitted robustly on the untouched pixels; a
    small one (``CAST_GAIN``, ``CAST_OFFSET``) is drift and is taken out of the output,
    a larger one is the edit (the edit is global).
@@ -25,8 +25,15 @@ its own full size) and the model's output (any size) and returns the picture to 
 A global edit (a large cast, or more than ``GLOBAL_FRACTION`` of the picture changed)
 keeps the whole aligned output. A mixed edit, a tint plus a local object, follows the
 tint: within drift's bounds it is taken for drift (the object is kept, in the input's
-colours, the rest exactly); past them the whole output is the edit. A painted region (``region=``) replaces the change
-detection. ``composite`` and ``feather_mask`` serve painted regions directly.
+colours, the rest exactly); past them the whole output is the edit. A painted region
+(``region=``) replaces the change detection; ``composite`` and ``feather_mask`` serve
+painted regions directly.
+
+Limits: rotation is not modelled (0.05 degree already shows as changes near the
+corners); on a repeating pattern a drift of half its period or more cannot be told
+from none; a deliberate global tint within drift's bounds (a gain of 6 %, an offset
+of 8 levels) is taken for drift and removed; when more than about half the picture
+changed, the move may not be found and the output is kept unaligned.
 
 Pure image code: numpy and Pillow; it knows nothing of torch, the models or the chat.
 """
@@ -44,7 +51,7 @@ Size = Tuple[int, int]
 
 WORK_LONG_SIDE = 1024  # estimation and change detection happen at most at this size
 COARSE_LONG_SIDE = 256  # the phase-correlation start
-SCALES = np.linspace(0.95, 1.05, 11)  # zooms tried for the start
+SCALES = np.linspace(0.95, 1.05, 7)  # zooms tried for the start
 MAX_SHIFT = 0.03  # of the working size; larger is not drift
 ACCEPT_COST = 0.85  # a move is kept only when it explains the pictures this much better
 MATCH_QUALITY = 0.06  # ... and leaves residuals under this share of the picture's contrast
@@ -137,7 +144,9 @@ def guard(
 
     gB, gA = _grey(B), _grey(A)
     geo, pyramid = _estimate_geometry(gB, gA, exclude)
-    valid = _valid(ws, geo)
+    # The output's outer 3 pixels (on its own grid) are not compared.
+    border = 2.0 + 3.0 * max(ws[0] / after.width, ws[1] / after.height)
+    valid = _valid(ws, geo, border)
     aligned = _warp_rgb(a_w, ws, geo, ws)
     cast = _fit_cast(b_w, aligned, valid if exclude is None else valid & ~exclude)
     small_cast = _small_cast(cast)
@@ -148,7 +157,7 @@ def guard(
     if not small_cast:
         return _finish(before, after, ws, geo, None, None, True)
 
-    tol = _edge_tolerance(gB)
+    tol = _edge_tolerance(pyramid, gB)
     Ab = _blur_u8(aligned)
     core, share = _changes(_blur_u8(_cast_onto(B, cast)), Ab, valid, tol)
     if 0.08 < share < GLOBAL_FRACTION:
@@ -158,7 +167,7 @@ def guard(
         geo2, _ = _estimate_geometry(gB, gA, grown, start=geo, levels=1, pyramid=pyramid)
         if geo2 != geo:
             geo = geo2
-            valid = _valid(ws, geo)
+            valid = _valid(ws, geo, border)
             aligned = _warp_rgb(a_w, ws, geo, ws)
             cast = _fit_cast(b_w, aligned, valid & ~grown)
             small_cast = _small_cast(cast)
@@ -168,6 +177,9 @@ def guard(
             core, share = _changes(_blur_u8(_cast_onto(B, cast)), Ab, valid, tol)
     if share >= GLOBAL_FRACTION:
         return _finish(before, after, ws, geo, None, None, True)
+    # The strip along the edges that was not compared follows its neighbours, so an
+    # edit that reaches the edge is taken up to it.
+    core |= _dilate(core, int(math.ceil(border)) + 1) & ~valid
     mask_w = _feather_core(core, _margin(ws))
     if mask_w.getbbox() is None:
         return _finish(before, after, ws, geo, Image.new("L", before.size, 0), None, False)
@@ -387,7 +399,7 @@ def _estimate_geometry(
         return fallback, pyramid
     _, cost_id, _ = _lk(pyramid[0], IDENTITY, c0, excl[0], 0)
     if cost is None or (cost_id is not None and cost > ACCEPT_COST * cost_id):
-        return IDENTITY, pyramid
+        return fallback, pyramid
     # ... and when what it lines up is a match at all: a mirrored or repainted picture
     # lines up nowhere, and a better-than-nothing fit of it is no drift.
     sample = pyramid[0][0][::4, ::4]
@@ -407,7 +419,8 @@ def _refine(pyramid, excl, geo: _Geometry, first: int, c0):
     for lv in range(first, -1, -1):
         f = 2**lv
         c = (c0[0] / f, c0[1] / f)
-        g, cost, photo = _lk(pyramid[lv], geo.at_level(lv), c, excl[lv], 10 if lv else 8, lv == 0, photo)
+        iters = 10 if lv else 8
+        g, cost, photo = _lk(pyramid[lv], geo.at_level(lv), c, excl[lv], iters, lv == 0, photo)
         if g is None:
             return None, None
         geo = g.from_level(lv)
@@ -629,13 +642,17 @@ def _bilinear(arrays, qx, qy):
     return out
 
 
-def _valid(ws: Size, geo: _Geometry) -> np.ndarray:
-    """Working pixels whose place in the output lies inside it."""
+def _valid(ws: Size, geo: _Geometry, border: float = 1.0) -> np.ndarray:
+    """Working pixels whose place in the output lies inside it, ``border`` px or more
+    from its edges: the output's outer pixels are where a moved picture has nothing of
+    the input (filled, repeated or made up) and where resampling reads past the edge."""
     w, h = ws
     cx, cy = w / 2.0, h / 2.0
     qx = cx + geo.sx * (np.arange(w) + 0.5 - cx) + geo.tx
     qy = cy + geo.sy * (np.arange(h) + 0.5 - cy) + geo.ty
-    return ((qy > 1) & (qy < h - 1))[:, None] & ((qx > 1) & (qx < w - 1))[None, :]
+    inside_y = (qy > border) & (qy < h - border)
+    inside_x = (qx > border) & (qx < w - border)
+    return inside_y[:, None] & inside_x[None, :]
 
 
 # ---------------------------------------------------------------- colour and change
@@ -713,12 +730,16 @@ def _cast_onto(a: np.ndarray, cast: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(a).point(lut))
 
 
-def _edge_tolerance(grey: np.ndarray) -> np.ndarray:
+def _edge_tolerance(pyramid: list, grey: np.ndarray) -> np.ndarray:
     """How much difference edges and fine lines may show from resampling and the
     model's softening alone (8-bit levels): a share of the local slope (an edge a
-    fraction of a pixel off) and of the local curvature (a thin line made softer)."""
-    g = _smooth(grey)
-    gx, gy = _gradients(g)
+    fraction of a pixel off) and of the local curvature (a thin line made softer).
+    Read off the smoothed input at the pyramid's base when there is one."""
+    if pyramid:
+        g, _, gx, gy = pyramid[0][:4]
+    else:
+        g = _smooth(grey)
+        gx, gy = _gradients(g)
     lap = np.zeros_like(g)
     lap[1:-1, 1:-1] = g[2:, 1:-1] + g[:-2, 1:-1] + g[1:-1, 2:] + g[1:-1, :-2] - 4 * g[1:-1, 1:-1]
     tol = EDGE_TOLERANCE * np.sqrt(gx * gx + gy * gy) + LINE_TOLERANCE * np.abs(lap)
@@ -812,11 +833,21 @@ def _margin(ws: Size) -> int:
 
 
 def _feather_core(core: np.ndarray, margin: int) -> Image.Image:
-    grown = _dilate(core, margin)
-    soft = Image.fromarray(grown.astype(np.uint8) * 255)
+    """The changed pixels grown by ``margin`` and feathered outward (working size)."""
+    out = np.zeros(core.shape, np.uint8)
+    box = _bbox(core)
+    if box is None:
+        return Image.fromarray(out, "L")
+    h, w = core.shape
+    pad = 2 * margin + 4
+    y0, x0 = max(0, box[0] - pad), max(0, box[1] - pad)
+    y1, x1 = min(h, box[2] + pad), min(w, box[3] + pad)
+    part = core[y0:y1, x0:x1]
+    soft = Image.fromarray(_dilate(part, margin).astype(np.uint8) * 255)
     soft = soft.filter(ImageFilter.GaussianBlur(margin / 3.0))
-    hard = _dilate(core, 1).astype(np.uint8) * 255
-    return Image.fromarray(np.maximum(np.asarray(soft), hard), "L")
+    hard = _dilate(part, 1).astype(np.uint8) * 255
+    out[y0:y1, x0:x1] = np.maximum(np.asarray(soft), hard)
+    return Image.fromarray(out, "L")
 
 
 # ------------------------------------------------------------------------- utilities
