@@ -56,12 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(gen)
 
     edit = sub.add_parser(
-        "edit", help="edit an image (with up to two references) by instruction",
-        usage=f"{PROG} edit [options] IMAGE [IMAGE [IMAGE]] INSTRUCTION",
+        "edit", help="edit an image (with references) by instruction",
+        usage=f"{PROG} edit [options] IMAGE [IMAGE ...] INSTRUCTION",
         description="Edit Picture 1 by instruction; further images are references "
-                    "(Picture 2, Picture 3). The last argument is the instruction.")
+                    "(Picture 2, Picture 3...). The last argument is the instruction. How "
+                    "many images the model takes: 3 for Qwen-Image-Edit-2509/2511, 10 for "
+                    "Qwen-Image-2.1.")
     edit.add_argument("items", nargs="+", metavar="IMAGE/INSTRUCTION",
-                      help="1-3 image files, then the instruction in quotes")
+                      help="image files (up to the model's limit), then the instruction in quotes")
     edit.add_argument("-o", "--output", help="where to save the image (default: edit-SEED.png)")
     _add_run_options(edit)
 
@@ -124,8 +126,11 @@ def cmd_edit(args: argparse.Namespace) -> int:
     if not paths:
         raise CliError("edit needs at least one image before the instruction, e.g. "
                        f'{PROG} edit photo.jpg "make it night" -o out.png')
-    if len(paths) > pipelines.base.MAX_INPUT_IMAGES:
-        raise CliError(f"edit takes at most {pipelines.base.MAX_INPUT_IMAGES} images; "
+    name = args.backend or pipelines.default_backend_name()
+    limit = pipelines.max_pictures(name, args.model)
+    if len(paths) > limit:
+        model = f"the {args.model} model" if args.model else f"the {name} backend's model"
+        raise CliError(f"edit takes at most {limit} images with {model}; "
                        f"got {len(paths)}. Put the instruction last, in quotes.")
     if Path(instruction).suffix and Path(instruction).is_file():
         raise CliError(f"the last argument must be the instruction, but {instruction!r} is a file.")
@@ -134,7 +139,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
     request = EditRequest(prompt=instruction, images=images, seed=args.seed, steps=args.steps,
                           true_cfg_scale=args.cfg, negative_prompt=args.negative,
                           width=width, height=height)
-    backend = _backend(args.backend, args)
+    backend = _backend(name, args)
     result = _run_with_bar(backend.edit, request, "edit")
     return _save_result(result, args.output or f"edit-{result.seed}.png")
 
@@ -170,18 +175,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
             params = node.get("params") or {}
             if kind in EXACT_KINDS:  # no model: the same exact operation on the same input
                 image = _replay_op(node, params, replayed)
-                replayed[number] = image
-                png = _png_bytes(image)
-                target.write_bytes(png)
-                made += 1
-                verdict = _verdict(png, image, stored, node)
-                same += verdict == "reproduced"
-                print(f"{label}: {verdict} -> {target}")
-                continue
-            name = args.backend or params.get("backend") or pipelines.default_backend_name()
-            if name not in backends:
-                backends[name] = _backend(name, args)
-            image = _replay_node(node, params, backends[name], replayed, masks)
+            else:
+                name = args.backend or params.get("backend") or pipelines.default_backend_name()
+                if name not in backends:
+                    backends[name] = _backend(name, args)
+                image = _replay_node(node, params, backends[name], replayed, masks)
             replayed[number] = image
             png = _png_bytes(image)
             target.write_bytes(png)

@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     t2i_mode: Literal["auto", "pipeline", "canvas"] = Field(
         "auto", description=("Text-to-image with Qwen-Image (pipeline), the edit model on a blank canvas, "
                              "or auto: pipeline when both transformers fit."))
+    loras: list[dict] = Field(default_factory=list, description=(
+        "Community LoRAs the server offers (qwen and tiny backends), a JSON list: "
+        '[{"name": "ink", "source": "/loras/ink.safetensors", "scale": 0.8, "target": "edit"}]. '
+        "source: a .safetensors file, a folder holding one, or a model id already in the "
+        "Hugging Face cache; weight_name picks a file among several; target: edit or t2i."))
     remote_url: str = Field("http://127.0.0.1:8091/v1", description="OpenAI-compatible images API base URL.")
     remote_api_key: str = "EMPTY"
     remote_timeout: float = 600.0
@@ -67,6 +72,13 @@ class Settings(BaseSettings):
         # Made absolute at once: the server changes its working folder at start-up.
         return None if v is None else Path(v).expanduser().resolve()
 
+    @field_validator("loras")
+    @classmethod
+    def _loras(cls, v: list) -> list:
+        from pipelines.loras import parse_loras
+
+        return [spec.as_dict() for spec in parse_loras(v)]  # ValueError names the bad entry
+
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'qec.db').as_posix()}"
@@ -80,6 +92,11 @@ class Settings(BaseSettings):
         if self.mode == "local":
             return None
         return sorted(set(self.models) | ({self.model} if self.model else set()))
+
+    def offered_loras(self) -> list[str]:
+        """Names of the LoRAs users may pick (the settings panel), in both modes: only
+        adapters the server loaded can run."""
+        return [entry["name"] for entry in self.loras]
 
     def local_hosts(self) -> list[str]:
         """Host names the local mode serves: loopback, the bind address, and any extras.
@@ -121,6 +138,8 @@ class Settings(BaseSettings):
             out["compile"] = self.compile
             out["cache"] = self.cache
             out["t2i_mode"] = self.t2i_mode
+            if self.loras:
+                out["loras"] = [dict(entry) for entry in self.loras]
             return out
         if name == "remote":
             out = {"base_url": self.remote_url, "api_key": self.remote_api_key,
@@ -128,6 +147,8 @@ class Settings(BaseSettings):
             if model:
                 out["model"] = model
             return out
+        if name == "tiny" and self.loras:
+            return {"loras": [dict(entry) for entry in self.loras]}
         return {}
 
 

@@ -906,7 +906,7 @@ def keep_untouched(before: Image.Image, after: Image.Image, request: dict,
     to keep and the figures for the node (None when the guard is off, or when the user
     asked for another size, so there is no input pixel to keep).
     """
-    if not request.get("guard", True) and mask is None:
+    if not request.get("guard") and mask is None:  # off, or recorded before the guard existed
         return after, None
     asked = (request.get("width"), request.get("height"))
     if asked != (None, None) and asked != before.size and mask is None:

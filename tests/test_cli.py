@@ -195,3 +195,38 @@ def test_replay_of_a_foreign_zip_is_refused(tmp_path, capsys):
         zf.writestr("recipe.json", json.dumps({"format": "something-else", "version": 1, "nodes": []}))
     assert main(["replay", str(zpath), "-o", str(tmp_path / "o")]) == 2
     assert "not a qwen-edit-chat history" in capsys.readouterr().err
+
+
+def test_replay_runs_exact_operations_and_regions_as_the_chat_did(tmp_path, capsys):
+    """A history made by the chat: an upload, an exact rotation, an edit in a painted region."""
+    from assistant.queue import JobQueue
+    from assistant.router import route
+    from assistant.service import BackendPool, ChatService, ChatSettings
+    from pipelines import get_backend
+    from sessions import Store
+
+    store = Store.open(database_url=f"sqlite:///{tmp_path}/t.db", blob_dir=tmp_path / "blobs")
+    queue = JobQueue(workers=1)
+    tiny = get_backend("tiny")
+    service = ChatService(store, BackendPool("tiny", lambda n, m: tiny), queue)
+    try:
+        conv = store.create_conversation(owner="ann").id
+        photo = Image.open(ROOT / "tests" / "fixtures" / "chelsea.png").convert("RGB")
+        (up,) = service.add_uploads(conv, [("cat.png", png_bytes(photo))])
+        store.checkout(conv, up.number)
+        out = service.apply(conv, route("rotate it 90 degrees", has_image=True))
+        assert out.node.kind == "op"
+        mask = Image.new("L", (30, 45), 0)
+        mask.paste(255, (5, 5, 20, 20))
+        service.set_region(conv, png_bytes(mask.convert("RGB")))
+        out = service.apply(conv, route("add a hat", has_image=True), settings=ChatSettings(steps=2, seed=5))
+        out.runs[0].wait(120)
+        zpath = tmp_path / "history.zip"
+        zpath.write_bytes(store.export_history(conv))
+    finally:
+        queue.shutdown()
+        store.close()
+    code = main(["replay", str(zpath), "-o", str(tmp_path / "again"), "--backend", "tiny"])
+    out = capsys.readouterr().out
+    assert "#2 op: reproduced" in out and "#3 edit: reproduced" in out, out
+    assert code == 0

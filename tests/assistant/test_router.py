@@ -488,7 +488,29 @@ def test_intent_rejects_impossible_values(fields, message):
 
 def test_every_routed_kind_is_a_known_kind():
     samples = ["undo", "redo", "#2", "try again", "export", "history", "help", "generate a cat", "add a hat",
-               "undo the rain", "/sample", "rotate it 90 degrees", "/squash"]
+               "undo the rain", "/sample", "rotate it 90 degrees", "/squash", "/final"]
     kinds = {route(text, has_image=True).kind for text in samples}
     kinds.add(route("", has_image=True, attachments=1).kind)
     assert kinds == set(KINDS)
+
+
+@pytest.mark.parametrize("text, base", [
+    ("/final", None), ("/final 3", 3), ("render this in full quality", None), ("render #3 in full quality", 3),
+    ("final render", None), ("a full quality version of #2", 2), ("finalize it", None), ("full quality", None),
+])
+def test_final_phrasings(text, base):
+    assert route(text, has_image=True) == Intent("final", base=base)
+
+
+@pytest.mark.parametrize("text", ["make the final version of the poster red", "add a full quality stamp"])
+def test_final_near_misses_stay_edits(text):
+    assert route(text, has_image=True).kind == "edit"
+
+
+@pytest.mark.parametrize("text, has_image, expected", [
+    ('!make the sign say "OPEN"', True, Intent("edit", text='make the sign say "OPEN"', verbatim=True)),
+    ("!undo", True, Intent("edit", text="undo", verbatim=True)),
+    ("! a cat on a roof", False, Intent("generate", text="a cat on a roof", verbatim=True)),
+])
+def test_a_leading_bang_sends_the_words_as_typed(text, has_image, expected):
+    assert route(text, has_image=has_image) == expected
