@@ -30,7 +30,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipelines import BackendError
-from pipelines.base import MAX_INPUT_IMAGES
+from pipelines.base import MAX_INPUT_IMAGES, MOST_INPUT_IMAGES
 from sessions import BlobCorrupted, HistoryError, NotFound
 from sessions.models import Conversation, Job, Node
 from sessions.store import MAX_NUMBER
@@ -43,8 +43,13 @@ from .service import ChatSettings, Outcome, load_mask
 from .uploads import ACCEPTED, ACCEPTED_TEXT, MAX_BYTES, UploadError, load_upload, sniff
 
 PREFIX = "/api/v1"
-MAX_IMAGES = MAX_INPUT_IMAGES  # an edit uses at most the current image plus two references
-MAX_MESSAGE_BODY = MAX_IMAGES * MAX_BYTES + 2**20  # three full-size images and the form around them
+# Files per message: the most any model takes (Qwen-Image-2.1: the image and nine
+# references); the conversation's model may take fewer (Edit Plus: 3), which the chat's
+# own rule then refuses with a message.
+MAX_IMAGES = MOST_INPUT_IMAGES
+# The body stays bounded by three full-size images and the form around them (91 MB),
+# whatever the count: ten pictures of a few MB each fit.
+MAX_MESSAGE_BODY = MAX_INPUT_IMAGES * MAX_BYTES + 2**20
 MAX_OTHER_BODY = 64 * 1024  # titles and {"text": ...}: nothing else needs more
 MAX_TEXT = 10_000
 MAX_TITLE = 500  # the column's length
@@ -167,7 +172,8 @@ class _TooLarge(HTTPException):
 def _too_large_text(limit: int) -> str:
     if limit >= MAX_MESSAGE_BODY:
         return (f"The request is larger than {limit / 2**20:.0f} MB, the limit for one message "
-                f"(at most {MAX_IMAGES} images of up to 30 MB each). Send smaller or fewer images.")
+                f"(images of up to 30 MB each, {MAX_MESSAGE_BODY / 2**20:.0f} MB in all). Send smaller or "
+                f"fewer images.")
     return f"The request is larger than {limit // 1024} KB, the limit for this route."
 
 
@@ -557,7 +563,8 @@ async def _read_message(request: Request) -> _Message:
                                          f"one file 'mask' (white = may change).")
         if len(images) > MAX_IMAGES:
             raise HTTPException(422, f"This message brought {len(images)} images; send at most "
-                                     f"{MAX_IMAGES} (the image to edit and two references).")
+                                     f"{MAX_IMAGES} (the image to edit and its references; the model "
+                                     f"may take fewer).")
         if len(text) > MAX_TEXT:
             raise HTTPException(422, f"The text is {len(text)} characters; the limit is {MAX_TEXT}.")
         _check_text(text, "text")
@@ -596,6 +603,10 @@ def _label(filename: Optional[str]) -> str:
 def _apply(conv: Conversation, msg: _Message):
     """What the chat's on_message does, minus Chainlit: keep uploads, route, apply."""
     rt = get_runtime()
+    try:
+        rt.service.check_picture_count(ChatSettings.from_dict(conv.settings), len(msg.files))
+    except HistoryError as e:
+        raise HTTPException(422, str(e)) from None
     uploads = rt.service.add_uploads(conv.id, msg.files) if msg.files else []
     intent = rt.service.intent_for(conv.id, msg.text, attachments=len(uploads), role=msg.role,
                                    reading=msg.reading)

@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Optional
 
 import chainlit as cl
-from chainlit.input_widget import Select, Slider, Switch, TextInput
+from chainlit.input_widget import MultiSelect, Select, Slider, Switch, TextInput
 from chainlit.server import app as chainlit_app
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+import pipelines
 from pipelines import backend_names, polish
 
 from assistant import api, guard, render, routes, users
@@ -181,12 +182,22 @@ async def _settings_panel(s: ChatSettings) -> None:
                description="Rewrite each instruction into a self-contained prompt before the model sees "
                            "it: off, local (the model's own text encoder), remote (an OpenAI-compatible "
                            "chat server). Start a message with ! to send it word for word."),
+        *_lora_widget(s, rt.settings.offered_loras()),
         Switch(id="draft", label="Draft mode (fast takes; /final renders one in full quality)",
                initial=s.draft),
         Switch(id="guard", label="Keep untouched parts exact (drift guard)", initial=s.guard,
                description="After each edit, pixels the edit did not change come from its input, "
                            "exactly; shifts and zooms the model made are corrected."),
     ]).send()
+
+
+def _lora_widget(s: ChatSettings, offered: list) -> list:
+    """The LoRAs the server offers (QEC_LORAS), if any; each at its configured scale."""
+    if not offered:
+        return []
+    return [MultiSelect(id="loras", label="LoRA adapters", values=offered,
+                        initial=[n for n in s.loras if n in offered],
+                        description="Community adapters the server loaded; each at its configured scale.")]
 
 
 def _model_widget(s: ChatSettings, allowed: Optional[list]):
@@ -201,13 +212,22 @@ def _model_widget(s: ChatSettings, allowed: Optional[list]):
 async def settings_changed(values: dict) -> None:
     rt = get_runtime()
     try:
-        s = settings_from_panel(values, allowed_models=rt.settings.allowed_models())
+        s = settings_from_panel(values, allowed_models=rt.settings.allowed_models(),
+                                offered_loras=rt.settings.offered_loras())
     except USER_ERRORS as e:
         await render.send_text(f"{e} The settings were not changed.", error=True)
         await _settings_panel(_settings())
         return
+    before = _settings()
     cl.user_session.set("settings", s)
     await cl.make_async(rt.store.update_settings)(_conv(), s.to_dict())
+    if (s.backend, s.model) != (before.backend, before.model):
+        try:
+            licence = pipelines.licence(s.backend or rt.backend_name, s.model)
+        except Exception:  # an unavailable backend says so when it is used
+            licence = None
+        if licence:  # shown when the model is chosen
+            await render.send_text(f"**Licence.** {licence}")
 
 
 # ---- messages and buttons ---------------------------------------------------------------
@@ -228,6 +248,7 @@ async def on_message(message: cl.Message) -> None:
     uploads = []
     if files:
         try:
+            rt.service.check_picture_count(_settings(), len(files))
             # Copied into the blob store now: Chainlit deletes its upload folder later.
             uploads = await cl.make_async(rt.service.add_uploads)(conv, files)
         except USER_ERRORS as e:

@@ -231,6 +231,11 @@ def _backend(name: Optional[str], args: argparse.Namespace):
         settings["profile"] = args.profile
     if args.url:
         settings["base_url"] = args.url
+    if name in ("qwen", "tiny"):
+        from .config import get_settings
+
+        if get_settings().loras:  # adapters a replayed node may need (QEC_LORAS)
+            settings["loras"] = get_settings().loras
     if name != "remote":
         _quiet_loading()
     try:
@@ -339,6 +344,8 @@ def _replay_node(node: dict, params: dict, backend, replayed: dict, masks: dict)
                    true_cfg_scale=params.get("true_cfg_scale"),
                    negative_prompt=params.get("negative_prompt"),
                    width=params.get("width"), height=params.get("height"))
+    if params.get("loras"):
+        options["loras"] = _needed_loras(label, params["loras"])
     if node["kind"] == "generate":
         request = GenerateRequest(prompt=node["prompt"], **options)
         return _run_with_bar(backend.generate, request, label).image
@@ -359,6 +366,28 @@ def _replay_node(node: dict, params: dict, backend, replayed: dict, masks: dict)
         raise CliError(f"{label} was edited in a painted region, masks/{recorded['region']}.png, "
                        "which the history does not hold.")
     return keep_untouched(replayed[node["inputs"][0]], image, recorded, mask)[0]
+
+
+def _needed_loras(label: str, records: list) -> tuple:
+    """The adapters a node was made with, checked against this machine's QEC_LORAS."""
+    from pipelines.loras import file_sha256, parse_loras, resolve
+
+    from .config import get_settings
+
+    configured = {spec.name: spec for spec in parse_loras(get_settings().loras)}
+    for rec in records:
+        need = (f"LoRA {rec.get('name')!r} (sha256 {str(rec.get('sha256'))[:12]}…, from "
+                f"{rec.get('source')}, file {rec.get('file')}) at scale {rec.get('scale')}")
+        spec = configured.get(rec.get("name"))
+        if spec is None:
+            raise CliError(f"{label} needs the {need}: add it to QEC_LORAS and replay again.")
+        try:
+            found = file_sha256(resolve(spec))
+        except (LookupError, ValueError, OSError) as e:
+            raise CliError(f"{label} needs the {need}, which is not on this machine ({e}).") from None
+        if found != rec.get("sha256"):
+            raise CliError(f"{label} needs the {need}; QEC_LORAS names a different file (sha256 {found[:12]}…).")
+    return tuple((rec["name"], rec.get("scale")) for rec in records)
 
 
 def _replay_op(node: dict, params: dict, replayed: dict) -> Image.Image:

@@ -77,6 +77,8 @@ def describe(node: Node) -> str:
     refs = node.input_numbers[1:]
     if refs:
         parts.append("with " + ", ".join(f"#{n}" for n in refs))
+    for lora in node.params.get("loras") or []:
+        parts.append(f"LoRA {lora.get('name')} ×{lora.get('scale')}")
     if node.params.get("draft"):
         parts.append("draft")
     if node.params.get("final_of"):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from pipelines import licence as model_licence
 from pipelines import get_backend
 from sessions import HistoryError, Store
 
@@ -43,7 +44,15 @@ class Runtime:
 
     @property
     def notice(self) -> Optional[str]:
-        return TINY_NOTICE if self.backend_name == "tiny" else None
+        """Said with a conversation's first results: the tiny model, a model's licence."""
+        parts = [TINY_NOTICE] if self.backend_name == "tiny" else []
+        try:
+            licence = model_licence(self.backend_name, self.settings.model)
+        except Exception:  # an unavailable backend says so when it is used
+            licence = None
+        if licence:
+            parts.append(licence)
+        return "\n\n".join(parts) or None
 
     def user_is_active(self, identifier: str) -> bool:
         """Local mode: always. Multi-user mode: the account still exists."""

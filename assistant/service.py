@@ -20,6 +20,7 @@ from typing import Callable, Optional
 
 from PIL import Image
 
+import pipelines
 from pipelines import BackendError, Cancelled, EditRequest, GenerateRequest, backend_names, exact, fidelity, polish
 from pipelines.base import MAX_INPUT_IMAGES, Backend
 from pipelines.sizes import VAE_AREA, pipeline_size
@@ -60,6 +61,7 @@ class ChatSettings:
     # Draft mode: fast takes (DRAFT_STEPS, no true CFG; the Lightning LoRA where the
     # backend has it); "/final" renders a chosen draft again in full quality.
     draft: bool = False
+    loras: tuple = ()  # names of the server's LoRA adapters to use (their configured scales)
 
     def __post_init__(self) -> None:
         # Values come back from the browser: refuse what no control could have sent.
@@ -73,6 +75,9 @@ class ChatSettings:
             raise HistoryError("Guidance must be 0 to 20.")
         if self.seed is not None and not 0 <= self.seed < 2**63:
             raise HistoryError("The seed must be a whole number from 0 to 2^63-1.")
+        object.__setattr__(self, "loras", tuple(self.loras or ()))  # JSON brings a list back
+        if not all(isinstance(n, str) for n in self.loras):
+            raise HistoryError("LoRAs are picked by name.")
         if not isinstance(self.guard, bool) or not isinstance(self.draft, bool):
             raise HistoryError("The drift guard and draft mode are on or off.")
         if self.polish is not None and self.polish not in polish.ENGINES:
@@ -94,11 +99,13 @@ class ChatSettings:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-def settings_from_panel(values: dict, *, allowed_models: Optional[list] = None) -> ChatSettings:
+def settings_from_panel(values: dict, *, allowed_models: Optional[list] = None,
+                        offered_loras: Optional[list] = None) -> ChatSettings:
     """ChatSettings from the settings panel's values, which come back from the browser.
 
     0 means "the model's default" for steps and guidance; an empty seed means random.
-    ``allowed_models`` (None = any) limits the model a user may pick.
+    ``allowed_models`` (None = any) limits the model a user may pick; only the LoRAs
+    the server offers (``offered_loras``) can be picked, in both modes.
     """
     def number(key, kind):
         raw = values.get(key)
@@ -128,7 +135,17 @@ def settings_from_panel(values: dict, *, allowed_models: Optional[list] = None) 
         guard=values.get("guard") is not False,
         polish=values.get("polish") or None,
         draft=values.get("draft") is True,
+        loras=_picked_loras(values.get("loras"), offered_loras or []),
     )
+
+
+def _picked_loras(picked, offered: list) -> tuple:
+    picked = list(picked or [])
+    unknown = [n for n in picked if n not in offered]
+    if unknown:
+        raise HistoryError(f"This server offers the LoRAs: {', '.join(offered) or 'none'}; not "
+                           f"{', '.join(map(str, unknown))}.")
+    return tuple(picked)
 
 
 @dataclass
@@ -366,6 +383,20 @@ class ChatService:
         except USER_ERRORS as e:
             return Outcome(message=str(e), is_error=True)
 
+    def check_picture_count(self, settings: ChatSettings, count: int) -> None:
+        """Refuse, before anything is kept, a message with more pictures than an edit takes."""
+        most = self.max_pictures(settings)
+        if count > most:
+            raise HistoryError(f"This message brought {count} images; an edit with this model takes at most "
+                               f"{most}: the image to edit and {_count(most - 1, 'reference')}. Send fewer.")
+
+    def max_pictures(self, settings: ChatSettings) -> int:
+        """Pictures one edit takes with the conversation's backend and model (loads nothing)."""
+        try:
+            return pipelines.max_pictures(settings.backend or self.backends.default, settings.model)
+        except Exception:  # an unknown or unavailable backend: the job will say so itself
+            return MAX_INPUT_IMAGES
+
     def _polish_engine(self, settings: ChatSettings, intent: Intent) -> str:
         if intent.verbatim:
             return "off"
@@ -479,9 +510,10 @@ class ChatService:
             for ref in n.input_numbers[1:]:
                 if ref not in refs:
                     refs.append(ref)
-        if len(refs) > MAX_INPUT_IMAGES - 1:
-            raise HistoryError(f"That line of edits used {len(refs)} reference images; one edit can "
-                               f"use at most {MAX_INPUT_IMAGES - 1}. Squash a shorter line.")
+        most = self.max_pictures(settings)
+        if len(refs) > most - 1:
+            raise HistoryError(f"That line of edits used {len(refs)} reference images; one edit with this "
+                               f"model can use at most {most - 1}. Squash a shorter line.")
         merged = merge_instructions([n.instruction for n in steps])
         request = {"op": "edit", "prompt": merged, **self._options(settings),
                    **self._size(settings, root), "guard": settings.guard,
@@ -594,10 +626,12 @@ class ChatService:
         subject = bool(refs) and base is None and (intent.role == "subject" or head is None)
         if subject:
             base, refs = refs[0], refs[1:]
-        if 1 + len(refs) > MAX_INPUT_IMAGES:
+        most = self.max_pictures(settings)
+        if 1 + len(refs) > most:
             raise HistoryError(
-                f"An edit can use at most {MAX_INPUT_IMAGES} images: the current image and two "
-                f"references. This message brought {len(refs)} references; send at most two.")
+                f"An edit with this model can use at most {most} images: the image to edit and "
+                f"{_count(most - 1, 'reference')}. This message brought {len(refs)} references; "
+                f"send at most {most - 1}.")
         base_node = self.store.node(conv, base) if base is not None else head
         request = {"op": "edit", "prompt": intent.text, **self._options(settings),
                    "polish": self._polish_engine(settings, intent)}
@@ -714,11 +748,12 @@ class ChatService:
     # ---- jobs -------------------------------------------------------------------------
 
     def _options(self, settings: ChatSettings) -> dict:
+        loras = {"loras": list(settings.loras)} if settings.loras else {}
         if settings.draft:  # fast: few steps, no true CFG (half the model calls per step)
             return {"seed": settings.seed, "steps": DRAFT_STEPS, "true_cfg_scale": 1.0,
-                    "negative_prompt": None, "draft": True}
+                    "negative_prompt": None, "draft": True, **loras}
         return {"seed": settings.seed, "steps": settings.steps, "true_cfg_scale": settings.guidance,
-                "negative_prompt": None}
+                "negative_prompt": None, **loras}
 
     def _size(self, settings: ChatSettings, base: Optional[Node]) -> dict:
         if settings.size == "keep":
@@ -802,6 +837,8 @@ class ChatService:
             images = tuple(self.store.image(self.store.node(conv, n)) for n in inputs)
             opts = {k: request.get(k) for k in ("seed", "steps", "true_cfg_scale",
                                                  "negative_prompt", "width", "height")}
+            if request.get("loras"):
+                opts["loras"] = tuple(request["loras"])
             prompt, polished = self._polished(run, conv, request, be, images, parent, cancel)
             if cancel.is_set():
                 raise Cancelled()
@@ -842,6 +879,8 @@ class ChatService:
             "guard": kept,
             "polish": polished,
             "draft": bool(request.get("draft")),
+            # Each adapter's name, file sha256 and scale: replay says which it needs.
+            "loras": result.info.get("loras") or [],
             "final_of": request.get("final_of"),
             # What "variations" re-runs: the request as asked, before defaults were filled in.
             "request": {k: v for k, v in request.items()},
@@ -925,6 +964,10 @@ def load_mask(data: bytes) -> Image.Image:
     """A painted region from an uploaded image: mode L, white = may change."""
     with decoding(data):
         return load_upload(data, "The mask", as_mask=True)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _whole(n) -> bool:

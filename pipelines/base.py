@@ -12,7 +12,11 @@ from typing import Any, Callable, Optional, Protocol, runtime_checkable
 
 from PIL import Image
 
+# Pictures per edit are a per-model capability (``Capabilities.max_input_images``,
+# ``pipelines.max_pictures``): 3 is Edit Plus's and the default where the model is
+# unknown; a request itself may carry up to the most any model takes (Qwen-Image-2.1).
 MAX_INPUT_IMAGES = 3
+MOST_INPUT_IMAGES = 10
 
 # progress(step, total, preview): preview is a small PIL image or None.
 ProgressFn = Callable[[int, int, Optional[Image.Image]], None]
@@ -48,15 +52,23 @@ class GenerateRequest:
     negative_prompt: Optional[str] = None
     width: Optional[int] = None
     height: Optional[int] = None
+    # Community LoRAs for this job: ((name, scale or None for its default), ...).
+    loras: tuple = ()
 
     def __post_init__(self) -> None:
         _check_prompt(self.prompt)
         _check_options(self)
+        object.__setattr__(self, "loras", _lora_selection(self.loras))
 
 
 @dataclass(frozen=True)
 class EditRequest:
-    """Instruction edit of ``images[0]`` (Picture 1) with up to two references."""
+    """Instruction edit of ``images[0]`` (Picture 1); the rest are references.
+
+    How many pictures one edit takes is the backend's ``capabilities.max_input_images``
+    (3 for Edit Plus, 10 for Qwen-Image-2.1), which it checks; the request only refuses
+    more than any model takes.
+    """
 
     prompt: str
     images: tuple = ()
@@ -66,16 +78,19 @@ class EditRequest:
     negative_prompt: Optional[str] = None
     width: Optional[int] = None
     height: Optional[int] = None
+    # Community LoRAs for this job: ((name, scale or None for its default), ...).
+    loras: tuple = ()
 
     def __post_init__(self) -> None:
         _check_prompt(self.prompt)
         images = tuple(self.images or ())
         if not images:
             raise BadRequest("An edit needs an image: upload a photo or generate one first.")
-        if len(images) > MAX_INPUT_IMAGES:
+        if len(images) > MOST_INPUT_IMAGES:
             raise BadRequest(
-                f"An edit takes at most {MAX_INPUT_IMAGES} images (the image and two "
-                f"references); this one had {len(images)}. Remove some and try again."
+                f"An edit takes at most {MOST_INPUT_IMAGES} images (the image and "
+                f"{MOST_INPUT_IMAGES - 1} references); this one had {len(images)}. "
+                "Remove some and try again."
             )
         for img in images:
             if not isinstance(img, Image.Image):
@@ -83,6 +98,7 @@ class EditRequest:
         # Other colour modes are converted, never rejected: the model wants RGB.
         object.__setattr__(self, "images", tuple(to_rgb(img) for img in images))
         _check_options(self)
+        object.__setattr__(self, "loras", _lora_selection(self.loras))
 
 
 @dataclass(frozen=True)
@@ -153,3 +169,36 @@ def _check_options(req: Any) -> None:
             raise BadRequest("Width and height must be between 16 and 4096 pixels.")
     if req.true_cfg_scale is not None and req.true_cfg_scale < 0:
         raise BadRequest("Guidance (true_cfg_scale) cannot be negative.")
+
+
+def _lora_selection(value: Any) -> tuple:
+    """A job's LoRAs as ((name, scale or None), ...): from names, (name, scale) pairs
+    or a {name: scale} dict. None as the scale means the adapter's configured one."""
+    if not value:
+        return ()
+    if isinstance(value, dict):
+        items = list(value.items())
+    elif isinstance(value, str):
+        items = [value]
+    elif isinstance(value, (tuple, list)):
+        items = list(value)
+    else:
+        raise BadRequest(f"Choose LoRAs as a list of names or (name, scale) pairs, not {value!r}.")
+    out = []
+    for item in items:
+        name, scale = None, None
+        if isinstance(item, str):
+            name = item
+        elif isinstance(item, (tuple, list)) and len(item) == 2:
+            name, scale = item
+        if not isinstance(name, str) or not name:
+            raise BadRequest(f"A LoRA is chosen by name, or as (name, scale); not {item!r}.")
+        if scale is not None:
+            if isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale != scale \
+                    or abs(scale) == float("inf"):
+                raise BadRequest(f"The LoRA {name!r} needs a finite number as its scale, not {scale!r}.")
+            scale = float(scale)
+        if name in (n for n, _ in out):
+            raise BadRequest(f"The LoRA {name!r} is chosen twice.")
+        out.append((name, scale))
+    return tuple(out)

@@ -1,10 +1,11 @@
 """`qwen-edit-chat doctor`: what this machine can run, and why ``auto`` picks what it picks.
 
 Owns gathering the facts (the GPU and its free memory, host RAM, library versions,
-attention backends, whether the weights are in the cache) and printing them next to
-``pipelines.profiles``' estimate of every memory profile. ``--gpu-memory N`` asks the
-same question for a card of N GiB, so anyone can see what a 24 GB card would get.
-Knows nothing of the chat; it loads no model.
+attention backends, whether the weights are in the cache, the weights' licence where
+it is not Apache-2.0) and printing them next to ``pipelines.profiles``' estimate of
+every memory profile. ``--gpu-memory N`` asks the same question for a card of N GiB,
+so anyone can see what a 24 GB card would get. Knows nothing of the chat; it loads
+no model.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def report(gpu_memory_gib: Optional[float] = None, model: Optional[str] = None) -> list[str]:
-    from .loading import local_folder
+    from .loading import licence, local_folder
     from .qwen import DEFAULT_MODEL, DEFAULT_T2I_MODEL, PLANNED_WORK
 
     model = model or os.environ.get("QEC_MODEL") or DEFAULT_MODEL
@@ -57,6 +58,9 @@ def report(gpu_memory_gib: Optional[float] = None, model: Optional[str] = None) 
     sizes = profiles.model_bytes(folder)
     lines.append(f"Model: {model}: " + (f"weights at {folder}" if folder else
                  f"not on this machine (huggingface-cli download {model})"))
+    notice = licence(model)
+    if notice:
+        lines.append(f"Licence: {notice}")
     lines.append(f"Sizes ({sizes.source}): transformer {profiles.gib(sizes.transformer)}, "
                  f"text encoder {profiles.gib(sizes.text_encoder)}, VAE {profiles.gib(sizes.vae)}")
     t2i = profiles.model_bytes(local_folder(DEFAULT_T2I_MODEL)).transformer

@@ -2,10 +2,10 @@
 
 Owns the small decisions around ``from_pretrained``: parsing the dtype (and refusing
 float16 on CUDA), checking an attention backend's name, the folder that holds a model
-(local or a Hugging Face cache snapshot), the pipeline class and pictures per edit from
-``model_index.json``, and turning a failed load into one message a user can act on
-("not downloaded" only when the files really are missing). Knows nothing of
-placing or running a pipeline; that is ``pipelines.qwen``.
+(local or a Hugging Face cache snapshot), the pipeline class, pictures per edit and
+licence from ``model_index.json`` or the model's name, and turning a failed load
+into one message a user can act on ("not downloaded" only when the files really are
+missing). Knows nothing of placing or running a pipeline; that is ``pipelines.qwen``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,22 @@ from .base import BackendError, BackendUnavailable
 from .lightning import model_name
 
 # `_class_name` in model_index.json -> how many pictures one edit takes.
-EDIT_PIPELINES = {"QwenImageEditPlusPipeline": 3, "QwenImageEditPipeline": 1}
+QWEN21 = "QwenImage21Pipeline"
+EDIT_PIPELINES = {"QwenImageEditPlusPipeline": 3, "QwenImageEditPipeline": 1, QWEN21: 10}
+# Pipelines that also generate from words alone (no second text-to-image pipeline).
+UNIFIED_PIPELINES = frozenset({QWEN21})
+# Known by name before their files are here: lower-case model name -> pipeline class.
+_BY_NAME = {"qwen-image-edit": "QwenImageEditPipeline", "tiny-2.1": QWEN21}
+_BY_PREFIX = {"qwen-image-2.1": QWEN21}
+
+# Pipeline class -> the licence of the published weights, where it is not Apache-2.0.
+QWEN21_LICENCE = (
+    "Qwen-Image-2.1 is released under the Qwen Research License Agreement, not Apache-2.0: "
+    "research and evaluation, non-commercial use only; commercial use needs a separate licence "
+    "from Qwen. Read the LICENSE file on its model card (https://huggingface.co/Qwen/Qwen-Image-2.1) "
+    "before using its images commercially."
+)
+LICENCES = {QWEN21: QWEN21_LICENCE}
 
 _DTYPE_NAMES = {
     "bf16": "bfloat16", "bfloat16": "bfloat16",
@@ -99,17 +114,31 @@ def local_folder(model: Optional[str], revision: Optional[str] = None) -> Option
     return Path(found).parent if isinstance(found, str) else None
 
 
-def pictures_per_edit(model: str) -> int:
-    """Pictures per edit, known before loading when the model's index is on disk."""
+def pipeline_class(model: Optional[str]) -> Optional[str]:
+    """The model's pipeline class without loading it: from its ``model_index.json``
+    when that is on disk, else from its name (``Qwen/Qwen-Image-2.1``, ``tiny-2.1``)."""
     folder = local_folder(model)
     try:
         index = json.loads((folder / "model_index.json").read_text()) if folder else {}
     except (OSError, ValueError):
         index = {}
     name = index.get("_class_name")
-    if name is None and model_name(model).lower() == "qwen-image-edit":
-        name = "QwenImageEditPipeline"
-    return EDIT_PIPELINES.get(name, 3)
+    if name is None:
+        bare = model_name(model).lower()
+        name = _BY_NAME.get(bare) or next(
+            (cls for prefix, cls in _BY_PREFIX.items() if bare.startswith(prefix)), None)
+    return name
+
+
+def pictures_per_edit(model: str) -> int:
+    """Pictures per edit, known before loading (3, Edit Plus's, when unknown)."""
+    return EDIT_PIPELINES.get(pipeline_class(model), 3)
+
+
+def licence(model: Optional[str]) -> Optional[str]:
+    """What a user must know about the weights' licence before using the pictures,
+    or None when it is Apache-2.0 (the Edit Plus models). Reads no weights."""
+    return LICENCES.get(pipeline_class(model))
 
 
 def same_model(a: str, b: str) -> bool:

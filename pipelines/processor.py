@@ -1,17 +1,18 @@
-"""A Qwen2-VL processor that needs no video processor (so no torchvision).
+"""Qwen2-VL and Qwen3-VL processors that need no video processor (so no torchvision).
 
-Owns one class, importable by name: diffusers writes ``["pipelines.processor",
-"ImageOnlyQwen2VLProcessor"]`` into the tiny model's ``model_index.json`` and imports
-it from there when loading. Knows nothing about backends or the tiny model builder.
+Owns two classes, importable by name: the qwen backend loads a model's ``processor/``
+folder through them (``from_pretrained(..., processor=...)``) when the published
+``Qwen2VLProcessor`` (Edit Plus) or ``Qwen3VLProcessor`` (Qwen-Image-2.1) would not
+load. Knows nothing about backends or the tiny model builders.
 
-Why: transformers 5 insists on a video processor for ``Qwen2VLProcessor``, and that
-class exists only when torchvision imports. The image edit pipelines never pass
-videos, so dropping the attribute changes nothing they use.
+Why: transformers 5 insists on a video processor for both, and those classes exist
+only when torchvision imports. The image pipelines never pass videos, so dropping
+the attribute changes nothing they use.
 """
 
 from __future__ import annotations
 
-from transformers import Qwen2VLProcessor
+from transformers import Qwen2VLProcessor, Qwen3VLProcessor
 from transformers.processing_utils import ProcessorMixin
 
 
@@ -32,4 +33,22 @@ class ImageOnlyQwen2VLProcessor(Qwen2VLProcessor):
         ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
 
 
-__all__ = ["ImageOnlyQwen2VLProcessor"]
+class ImageOnlyQwen3VLProcessor(Qwen3VLProcessor):
+    """``Qwen3VLProcessor`` (Qwen-Image-2.1's text encoder) with images and text only."""
+
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+        def token(name, default):
+            return getattr(tokenizer, name, None) or default
+
+        self.image_token = token("image_token", "<|image_pad|>")
+        self.video_token = token("video_token", "<|video_pad|>")
+        self.vision_start_token = token("vision_start_token", "<|vision_start|>")
+        self.vision_end_token = token("vision_end_token", "<|vision_end|>")
+        for name in ("image", "video", "vision_start", "vision_end"):
+            text = getattr(self, f"{name}_token")
+            setattr(self, f"{name}_token_id",
+                    token(f"{name}_token_id", None) or tokenizer.convert_tokens_to_ids(text))
+        ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
+
+
+__all__ = ["ImageOnlyQwen2VLProcessor", "ImageOnlyQwen3VLProcessor"]

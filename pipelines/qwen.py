@@ -10,10 +10,12 @@ a profile needs, and which one ``auto`` picks, is ``pipelines.profiles``' arithm
 what each lever does to the modules is ``pipelines.levers``'.
 
 The pipeline class comes from the model's ``model_index.json``: Edit Plus
-(2509, 2511: up to three pictures) or the original Qwen-Image-Edit (one picture).
-Text-to-image uses ``QwenImagePipeline`` built on the same text encoder, tokenizer
-and VAE, with only the transformer loaded from ``t2i_model`` (or, in canvas mode,
-the edit model paints on a blank canvas, which needs no second transformer).
+(2509, 2511: up to three pictures), the original Qwen-Image-Edit (one picture), or
+Qwen-Image-2.1 (``QwenImage21Pipeline``: up to ten pictures; called without pictures
+it generates, so it needs no second pipeline). For the others, text-to-image uses
+``QwenImagePipeline`` built on the same text encoder, tokenizer and VAE, with only
+the transformer loaded from ``t2i_model`` (or, in canvas mode, the edit model paints
+on a blank canvas, which needs no second transformer).
 
 ``polisher()`` lends the loaded edit pipeline's text encoder (Qwen2.5-VL with its
 language-model head) to ``pipelines.polish`` to rewrite a turn's words before the
@@ -23,6 +25,7 @@ edit, so polishing loads no second model.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import secrets
 import sys
@@ -35,6 +38,7 @@ from typing import Any, Optional, Sequence
 from PIL import Image
 
 from . import levers, loading, profiles, reuse
+from . import loras as lora_tools
 from . import sizes as size_math
 from .base import (
     BackendError,
@@ -46,6 +50,7 @@ from .base import (
     GenerateRequest,
     ProgressFn,
     Result,
+    to_rgb,
 )
 from . import lightning as lightning_table
 from .lightning import LIGHTNING_SCHEDULER_CONFIG, LIGHTNING_STEPS, model_name, split_lora
@@ -69,7 +74,13 @@ DEFAULT_NEGATIVE_PROMPT = " "
 CANVAS_COLOR = (255, 255, 255)
 
 # Processors that would pull in a video processor (so torchvision) if loaded as named.
-_VL_PROCESSORS = ("Qwen2VLProcessor", "Qwen2_5_VLProcessor", "ImageOnlyQwen2VLProcessor")
+_VL_PROCESSORS = ("Qwen2VLProcessor", "Qwen2_5_VLProcessor", "ImageOnlyQwen2VLProcessor",
+                  "Qwen3VLProcessor")
+# Qwen-Image-2.1: diffusers' default output_resolution (1024) squared for text-to-image,
+# its native 2K as the largest picture generated before resizing, and sizes in 32s.
+QWEN21_T2I_SIZE = (1024, 1024)
+QWEN21_MAX_OUTPUT_AREA = 2048 * 2048
+_QWEN21_MULTIPLE = 32
 # The original Qwen-Image-Edit sizes every input to about 1 MP, for the VAE and the
 # vision encoder alike (fixed in its code, not module constants).
 _ORIGINAL_EDIT_AREA = 1024 * 1024
@@ -113,6 +124,7 @@ class QwenBackend:
         t2i_size: Sequence[int] = size_math.T2I_DEFAULT_SIZE,
         preview_every: Optional[int] = None,
         cpu_threads: Optional[int] = None,
+        loras: Optional[Sequence] = None,
     ):
         import torch
 
@@ -179,6 +191,12 @@ class QwenBackend:
         self._previewer = None
         self._offload_owner = None
         self._caches: dict = {}
+        try:
+            self.lora_specs = lora_tools.parse_loras(loras)
+        except ValueError as exc:
+            raise BackendUnavailable(f"Bad loras setting: {exc}") from exc
+        # name -> why it was refused when the model loaded (the model loads without it).
+        self.lora_problems: dict = {}
 
     # ----- public API -------------------------------------------------------------
 
@@ -251,19 +269,28 @@ class QwenBackend:
                 f"This model takes at most {limit} pictures per edit; this one had {len(images)}."
             )
         plus = self.pipeline_class != "QwenImageEditPipeline"
+        unified = self.pipeline_class in loading.UNIFIED_PIPELINES
         vae_area = self.vae_area if plus else _ORIGINAL_EDIT_AREA
+        condition_area = self.condition_area if plus else _ORIGINAL_EDIT_AREA
+        output_area = self.output_area
+        if unified:  # 2.1 resizes each picture once, for the VAE and the encoder alike
+            resolution = _output_resolution(pipe, [img.size for img in images], self.vae_area)
+            vae_area = condition_area = resolution * resolution
+            if output_area == self.vae_area:
+                output_area = None  # still on Picture 1's grid, if the resolution rose
         planned = _plan(
             size_math.plan_edit,
             [img.size for img in images],
             request.width if mode == "edit" else None,
             request.height if mode == "edit" else None,
             vae_area=vae_area,
-            condition_area=self.condition_area if plus else _ORIGINAL_EDIT_AREA,
-            output_area=self.output_area,
+            condition_area=condition_area,
+            output_area=output_area,
             max_output_area=self.max_output_area,
         )
+        generate = size_math.snap(*planned.generate, _QWEN21_MULTIPLE) if unified else planned.generate
         steps = request.steps or self.edit_steps
-        params = self._call_params(request, steps, planned.generate)
+        params = self._call_params(request, steps, generate)
         info = self._info(mode, pipe, params, planned.output, prompt)
         info.update(
             input_sizes=[list(s) for s in planned.inputs],
@@ -271,20 +298,27 @@ class QwenBackend:
             condition_sizes=[list(s) for s in planned.condition],
         )
         call = dict(params, image=images if plus else images[0], prompt=prompt)
+        if unified:
+            call["output_resolution"] = resolution
         with _CALL_LOCK, _edit_areas(pipe, self.vae_area, self.condition_area):
+            info.update(self._use_loras(pipe, request))
             return self._run(pipe, call, planned.output, info, progress, cancel)
 
     def _generate(self, request, progress, cancel) -> Result:
         _raise_if_cancelled(cancel)
+        unified = self.pipeline_class in loading.UNIFIED_PIPELINES
         planned = _plan(size_math.plan_generate, request.width, request.height,
-                        default=self.t2i_size, max_output_area=self.max_output_area)
+                        default=QWEN21_T2I_SIZE if unified else self.t2i_size,
+                        max_output_area=self.max_output_area)
         pipe = self._t2i_pipeline()
         steps = request.steps or self.t2i_steps
-        params = self._call_params(request, steps, planned.generate)
+        generate = size_math.snap(*planned.generate, _QWEN21_MULTIPLE) if unified else planned.generate
+        params = self._call_params(request, steps, generate)
         info = self._info("generate", pipe, params, planned.output, request.prompt)
         info["t2i_model"] = self.t2i_model or self.model
         info["t2i_revision"] = self.t2i_revision if self.t2i_model else self.revision
         with _CALL_LOCK:
+            info.update(self._use_loras(pipe, request))
             return self._run(pipe, dict(params, prompt=request.prompt), planned.output,
                              info, progress, cancel)
 
@@ -315,7 +349,7 @@ class QwenBackend:
         generator = torch.Generator(device="cpu").manual_seed(seed)
         tracker = _StepTracker(steps, width, height, progress, cancel, self._previewer,
                                self.preview_every)
-        if pipe.transformer.config.guidance_embeds:
+        if getattr(pipe.transformer.config, "guidance_embeds", False):
             params["guidance_scale"] = 1.0
         self._claim_offload(pipe)
         out_of_memory = False
@@ -349,7 +383,7 @@ class QwenBackend:
         elapsed = time.perf_counter() - started
         if tracker.cancelled:
             raise Cancelled()
-        image = out.images[0]
+        image = to_rgb(out.images[0])  # Qwen-Image-2.1 paints RGBA: flattened on white
         if image.size != tuple(output_size):
             image = image.resize(tuple(output_size), Image.LANCZOS)
         info.update(seed=seed, elapsed_s=round(elapsed, 3), steps_run=tracker.steps_done)
@@ -450,12 +484,18 @@ class QwenBackend:
             )
         self.pipeline_class = class_name
         self.capabilities = Capabilities(max_input_images=EDIT_PIPELINES[class_name])
+        if class_name in loading.UNIFIED_PIPELINES:
+            # It generates from words itself, and is sampled without guidance by default.
+            self.t2i_model, self.t2i_mode = None, "pipeline"
+            self.true_cfg_scale = 1.0
+            if self.max_output_area == size_math.MAX_OUTPUT_AREA:  # the default: allow its 2K
+                self.max_output_area = QWEN21_MAX_OUTPUT_AREA
         self._settle_profile()
         kwargs = {"revision": self.revision, **loading.dtype_kwargs(self.torch_dtype)}
         if self.profile == "nf4":
             kwargs["quantization_config"] = self._nf4_pipeline_config()
         if loading.component_class(index, "processor") in _VL_PROCESSORS:
-            kwargs["processor"] = self._load_processor()
+            kwargs["processor"] = self._load_processor(loading.component_class(index, "processor"))
         cls = getattr(diffusers, class_name)
         pipe = loading.load_or_explain(self.model, lambda: cls.from_pretrained(self.model, **kwargs), self.revision)
         if self.lightning:
@@ -465,6 +505,7 @@ class QwenBackend:
     def _make_ready(self, pipe):
         """What every loaded edit pipeline goes through: the levers, then placing it.
         (``bench/gpu.py`` hands in pipelines built from configs and calls this too.)"""
+        self._add_loras(pipe, ("edit", "t2i") if self._t2i_on_edit_transformer else ("edit",))
         self._prepare_transformer(pipe.transformer)
         self._place(pipe)
         pipe.set_progress_bar_config(disable=True)
@@ -476,13 +517,14 @@ class QwenBackend:
         return loading.load_or_explain(self.model, lambda: DiffusionPipeline.load_config(
             self.model, revision=self.revision), self.revision)
 
-    def _load_processor(self):
-        """The published repos name ``Qwen2VLProcessor``, which under transformers 5
-        insists on a video processor (torchvision). The edit pipelines never pass
-        videos, so the same files load as our image-only subclass instead."""
-        from .processor import ImageOnlyQwen2VLProcessor
+    def _load_processor(self, published: Optional[str] = None):
+        """The published repos name ``Qwen2VLProcessor`` (Qwen3VLProcessor for 2.1),
+        which under transformers 5 insists on a video processor (torchvision). The
+        pipelines never pass videos, so the same files load as our image-only subclass."""
+        from .processor import ImageOnlyQwen2VLProcessor, ImageOnlyQwen3VLProcessor
 
-        return loading.load_or_explain(self.model, lambda: ImageOnlyQwen2VLProcessor.from_pretrained(
+        cls = ImageOnlyQwen3VLProcessor if published == "Qwen3VLProcessor" else ImageOnlyQwen2VLProcessor
+        return loading.load_or_explain(self.model, lambda: cls.from_pretrained(
             self.model, subfolder="processor", revision=self.revision), self.revision)
 
     def _settle_profile(self) -> None:
@@ -516,6 +558,8 @@ class QwenBackend:
     def _load_t2i_pipeline(self, edit):
         from diffusers import FlowMatchEulerDiscreteScheduler, QwenImagePipeline
 
+        if self.pipeline_class in loading.UNIFIED_PIPELINES:
+            return edit  # called without pictures, it generates
         # Built by hand rather than with `from_pipe`, which casts the shared modules
         # with `.to(dtype)` (undoing fp8 storage, failing on 4-bit weights).
         if self._t2i_shares_edit_model:
@@ -535,6 +579,7 @@ class QwenBackend:
         if transformer is not edit.transformer:
             if self.lightning:
                 self._add_lightning(pipe, self.t2i_lightning_lora)
+            self._add_loras(pipe, ("t2i",))
             self._prepare_transformer(transformer)
             self._place_transformer(transformer)
         if self.reuse_encodings:
@@ -636,6 +681,62 @@ class QwenBackend:
             pipe.fuse_lora(components=["transformer"], lora_scale=1.0, adapter_names=["lightning"])
             pipe.unload_lora_weights()
 
+    def _add_loras(self, pipe, targets) -> None:
+        """Load the configured community LoRAs made for ``targets`` into ``pipe``'s
+        transformer, each once, all off until a job names them. One that cannot be
+        found or does not fit is refused (kept in ``lora_problems``, named in the log)
+        and the model loads without it. Runs after Lightning is fused into the weights."""
+        adapters = lora_tools.Adapters(pipe)
+        lora_tools.attach(pipe.transformer, adapters)
+        for spec in self.lora_specs:
+            if spec.target not in targets:
+                continue
+            try:
+                adapters.load(spec)
+                self.lora_problems.pop(spec.name, None)
+            except lora_tools.LoraError as exc:
+                log.warning("%s", exc)
+                self.lora_problems[spec.name] = str(exc)
+        if self.compile and adapters.loaded:
+            log.warning("compiled blocks with LoRAs: each new choice of adapters or scales "
+                        "recompiles the block once (torch's recompile limit applies)")
+
+    def _use_loras(self, pipe, request) -> dict:
+        """Switch ``pipe``'s transformer to the request's LoRAs (none named: all off)
+        and say what to record. Called under the call lock, just before the run."""
+        wanted = getattr(request, "loras", ())
+        adapters = lora_tools.adapters_of(pipe.transformer)
+        selection, skipped = {}, []
+        for name, scale in wanted:
+            if adapters is not None and name in adapters.loaded:
+                selection[name] = adapters.loaded[name].spec.scale if scale is None else scale
+            elif name in self.lora_problems:
+                raise BadRequest(self.lora_problems[name])
+            elif name in {spec.name for spec in self.lora_specs}:
+                skipped.append(name)  # made for the other transformer (edit / text-to-image)
+            else:
+                offered = ", ".join(spec.name for spec in self.lora_specs) or "none"
+                raise BadRequest(f"There is no LoRA called {name!r} here (offered: {offered}).")
+        if adapters is not None:
+            adapters.activate(selection)
+        out: dict = {}
+        if selection:
+            out["loras"] = adapters.records(selection)
+        if skipped:
+            out["loras_skipped"] = skipped
+        return out
+
+    def lora_status(self) -> list:
+        """The configured LoRAs: name, target, default scale, and the refusal, if any,
+        from loading them (None before the model loads and for those that loaded)."""
+        return [{"name": spec.name, "target": spec.target, "scale": spec.scale,
+                 "problem": self.lora_problems.get(spec.name)} for spec in self.lora_specs]
+
+    @property
+    def _t2i_on_edit_transformer(self) -> bool:
+        """Text-to-image runs on the edit transformer (one model, or canvas mode)."""
+        return self._t2i_shares_edit_model or self.t2i_mode == "canvas"
+
     def _nf4_kwargs(self) -> dict:
         if not levers.installed("bitsandbytes"):
             raise BackendUnavailable(
@@ -724,6 +825,19 @@ def _edit_areas(pipe, vae_area: int, condition_area: int):
         yield
     finally:
         module.VAE_IMAGE_SIZE, module.CONDITION_IMAGE_SIZE = old
+
+
+def _output_resolution(pipe, sizes, area: int) -> int:
+    """Qwen-Image-2.1's ``output_resolution`` for ``area``: each picture is resized to
+    about its square, in 32s. Raised until every picture stays at or above its vision
+    processor's smallest size, which would otherwise resize it again and part its
+    vision tokens from its latent grid (a shape error; only below about 300x300)."""
+    side = max(_QWEN21_MULTIPLE, round(math.sqrt(area) / _QWEN21_MULTIPLE) * _QWEN21_MULTIPLE)
+    limits = getattr(getattr(pipe.processor, "image_processor", None), "size", None) or {}
+    smallest = limits.get("shortest_edge") or 0  # a pixel count for the Qwen-VL processors
+    while any(w * h < smallest for w, h in (size_math.pipeline_size(*s, side * side) for s in sizes)):
+        side += _QWEN21_MULTIPLE
+    return side
 
 
 @contextmanager

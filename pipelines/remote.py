@@ -118,6 +118,9 @@ class RemoteBackend:
     # -- one call ---------------------------------------------------------------
 
     def _common_params(self, request: Any, size: tuple[int, int]) -> dict:
+        if getattr(request, "loras", ()):
+            raise BadRequest("LoRA adapters run on the qwen and tiny backends; this images API takes none. "
+                             "Pick no LoRA, or serve the model with the adapter fused.")
         seed = request.seed if request.seed is not None else random.randint(1, 2**32 - 1)
         sent = {
             "model": self.model,

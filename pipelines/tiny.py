@@ -5,6 +5,11 @@ sizes) and building the model folder on first use. Everything else (loading thro
 ``from_pretrained``, sizes, previews, cancel, seeds) is ``QwenBackend``'s, so tests
 and GPU-less machines exercise the real code. Knows nothing of the UI.
 
+Two tiny models: Edit Plus (the default: ``get_backend("tiny")``) and Qwen-Image-2.1
+(``get_backend("tiny", model="tiny-2.1")``, ``--backend tiny --model tiny-2.1``;
+``TINY21`` names it), each built into its own cache folder. A tiny model folder can
+also be given as ``model``.
+
 Its pictures are noise from an untrained model; ``Result.info["note"]`` says so.
 Results still come back at the sizes the real model would return.
 """
@@ -14,8 +19,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from .base import Capabilities
+from .loading import EDIT_PIPELINES, QWEN21, pipeline_class
 from .qwen import QwenBackend
 from .tiny_model import default_tiny_model_dir, ensure_tiny_model
+from .tiny_model21 import TINY21, default_tiny21_model_dir, ensure_tiny21_model
 
 TINY_STEPS = 4
 # The tiny VAE still costs seconds per megapixel on a CPU, so the tiny backend works
@@ -30,9 +38,12 @@ class TinyBackend(QwenBackend):
 
     def __init__(self, model_dir: Optional[str] = None, **settings):
         model = settings.pop("model", None)
-        if not model_dir and model not in (None, "", "tiny"):
+        if not model_dir and model not in (None, "", "tiny", TINY21):
             model_dir = model  # a tiny model folder given as the generic `model` setting
-        self.model_dir = Path(model_dir).expanduser() if model_dir else default_tiny_model_dir()
+        # Which recipe: by name, or by what a given folder already holds.
+        self.tiny21 = model == TINY21 or bool(model_dir and pipeline_class(str(model_dir)) == QWEN21)
+        default_dir = default_tiny21_model_dir() if self.tiny21 else default_tiny_model_dir()
+        self.model_dir = Path(model_dir).expanduser() if model_dir else default_dir
         defaults = dict(
             dtype="float32",
             device="cpu",
@@ -49,7 +60,9 @@ class TinyBackend(QwenBackend):
         )
         defaults.update(settings)
         super().__init__(model=str(self.model_dir), **defaults)
+        if self.tiny21:  # known before the folder is built
+            self.capabilities = Capabilities(max_input_images=EDIT_PIPELINES[QWEN21])
 
     def _load_edit_pipeline(self):
-        ensure_tiny_model(self.model_dir)
+        (ensure_tiny21_model if self.tiny21 else ensure_tiny_model)(self.model_dir)
         return super()._load_edit_pipeline()

@@ -47,11 +47,20 @@ def test_an_edit_needs_an_image(make_picture):
         EditRequest("make it blue", images=())
 
 
-def test_an_edit_takes_at_most_three_images(make_picture):
+def test_a_request_takes_at_most_the_most_any_model_takes(make_picture):
+    """Pictures per edit are the model's (3 for Edit Plus, 10 for Qwen-Image-2.1): the
+    request refuses only more than any model takes; the backend checks its own."""
     img = make_picture(8, 8)
-    with pytest.raises(BadRequest, match="at most 3"):
-        EditRequest("make it blue", images=(img, img, img, img))
-    assert len(EditRequest("ok", images=(img, img, img)).images) == 3
+    with pytest.raises(BadRequest, match="at most 10"):
+        EditRequest("make it blue", images=(img,) * 11)
+    assert len(EditRequest("ok", images=(img,) * 10).images) == 10
+
+
+def test_the_edit_plus_backend_takes_at_most_three_images(tiny, make_picture):
+    img = make_picture(8, 8)
+    assert tiny.capabilities.max_input_images == pipelines.MAX_INPUT_IMAGES == 3
+    with pytest.raises(BadRequest, match="at most 3 pictures"):
+        tiny.edit(EditRequest("make it blue", images=(img,) * 4))
 
 
 @pytest.mark.parametrize("prompt", ["", "   ", "\n", None])
