@@ -88,7 +88,7 @@ def main(argv=None) -> int:
         photo = Image.fromarray(backend.noise)
         store.add_node(conv, photo, kind="upload", instruction="photo.png")
         proc = psutil.Process()
-        words = ["make it darker", "add rain", "make the sky pink", "add a boat", "undo"]
+        words = ["add a lamp", "add rain", "make the sky pink", "add a boat", "undo"]
         for i in range(10):  # warm-up: imports, caches, the first PNG encodes
             one_turn(service, conv, words[i % 4])
         backend.calls.clear()

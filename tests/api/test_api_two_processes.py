@@ -47,7 +47,7 @@ def test_two_servers_share_one_database_and_blob_folder(tmp_path):
         conv = ca.post(f"{API}/conversations", json={"title": "shared"}).json()["id"]
         r = ca.post(f"{API}/conversations/{conv}/messages", files=[("images", ("a.png", png_bytes(), "image/png"))])
         assert r.status_code == 200, r.text
-        r = ca.post(f"{API}/conversations/{conv}/messages", json={"text": "make it darker"})
+        r = ca.post(f"{API}/conversations/{conv}/messages", json={"text": "add a red hat"})
         assert poll_job(ca, r.json()["jobs"][0])["status"] == "succeeded"
         # Keep A busy while B starts: B's start-up must not fail A's running jobs.
         busy = []
