@@ -44,6 +44,9 @@ class Settings(BaseSettings):
         '[{"name": "ink", "source": "/loras/ink.safetensors", "scale": 0.8, "target": "edit"}]. '
         "source: a .safetensors file, a folder holding one, or a model id already in the "
         "Hugging Face cache; weight_name picks a file among several; target: edit or t2i."))
+    tiny_step_delay_s: float = Field(0.0, ge=0, le=5, description=(
+        "Seconds the tiny model waits at each step, so progress and Stop can be watched "
+        "(demos and the e2e tests); 0 = as fast as it runs."))
     remote_url: str = Field("http://127.0.0.1:8091/v1", description="OpenAI-compatible images API base URL.")
     remote_api_key: str = "EMPTY"
     remote_timeout: float = 600.0
@@ -125,6 +128,7 @@ class Settings(BaseSettings):
     def backend_settings(self, name: str, model: Optional[str] = None) -> dict:
         """Constructor settings for backend ``name`` (and an optional model override)."""
         revision = self.revision if not model else None  # the revision names the configured model's
+        chosen = model  # a model picked per conversation (the settings panel)
         model = model or self.model
         if name == "qwen":
             out = {"profile": self.profile}
@@ -147,8 +151,15 @@ class Settings(BaseSettings):
             if model:
                 out["model"] = model
             return out
-        if name == "tiny" and self.loras:
-            return {"loras": [dict(entry) for entry in self.loras]}
+        if name == "tiny":
+            out = {}
+            if chosen:  # "tiny-2.1", or a tiny model folder (QEC_MODEL names the real model's)
+                out["model"] = chosen
+            if self.loras:
+                out["loras"] = [dict(entry) for entry in self.loras]
+            if self.tiny_step_delay_s:
+                out["step_delay_s"] = self.tiny_step_delay_s
+            return out
         return {}
 
 

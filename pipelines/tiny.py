@@ -16,6 +16,8 @@ Results still come back at the sizes the real model would return.
 
 from __future__ import annotations
 
+import time
+
 from pathlib import Path
 from typing import Optional
 
@@ -37,6 +39,9 @@ class TinyBackend(QwenBackend):
     note = TINY_NOTE
 
     def __init__(self, model_dir: Optional[str] = None, **settings):
+        # Seconds to wait at each step (QEC_TINY_STEP_DELAY_S): the tiny model is so fast
+        # that progress and Stop cannot be watched otherwise.
+        self.step_delay_s = float(settings.pop("step_delay_s", 0.0) or 0.0)
         model = settings.pop("model", None)
         if not model_dir and model not in (None, "", "tiny", TINY21):
             model_dir = model  # a tiny model folder given as the generic `model` setting
@@ -62,6 +67,23 @@ class TinyBackend(QwenBackend):
         super().__init__(model=str(self.model_dir), **defaults)
         if self.tiny21:  # known before the folder is built
             self.capabilities = Capabilities(max_input_images=EDIT_PIPELINES[QWEN21])
+
+    def edit(self, request, *, progress=None, cancel=None):
+        return super().edit(request, progress=self._paced(progress), cancel=cancel)
+
+    def generate(self, request, *, progress=None, cancel=None):
+        return super().generate(request, progress=self._paced(progress), cancel=cancel)
+
+    def _paced(self, progress):
+        if not self.step_delay_s:
+            return progress
+
+        def paced(step, total, preview):
+            time.sleep(self.step_delay_s)
+            if progress is not None:
+                progress(step, total, preview)
+
+        return paced
 
     def _load_edit_pipeline(self):
         (ensure_tiny21_model if self.tiny21 else ensure_tiny_model)(self.model_dir)

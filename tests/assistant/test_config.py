@@ -52,3 +52,12 @@ def test_bad_values_are_refused(monkeypatch):
     monkeypatch.setenv("QEC_MODE", "everyone")
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_tiny_gets_a_chosen_model_and_its_step_delay_but_not_the_real_models_name(monkeypatch):
+    from assistant.config import Settings
+
+    s = Settings(model="Qwen/Qwen-Image-Edit-2511", tiny_step_delay_s=0.05)
+    assert s.backend_settings("tiny") == {"step_delay_s": 0.05}
+    assert s.backend_settings("tiny", "tiny-2.1") == {"model": "tiny-2.1", "step_delay_s": 0.05}
+    assert Settings().backend_settings("tiny") == {}

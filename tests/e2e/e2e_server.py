@@ -50,8 +50,10 @@ def running_server(data_dir: Path, **extra_env: str):
         pytest.skip(f"{CHROMIUM} is not installed")
     log_path = data_dir.parent / f"server-{data_dir.name}.log"
     port = _free_port()
+    # A short wait at each tiny step, so a 60-step run lasts long enough to be stopped
+    # however fast this machine is.
     env = dict(os.environ, QEC_DATA_DIR=str(data_dir), QEC_BACKEND="tiny", HF_HUB_OFFLINE="1",
-               TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
+               TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1", QEC_TINY_STEP_DELAY_S="0.05")
     env.pop("CHAINLIT_AUTH_SECRET", None)
     env.update(extra_env)
     log = open(log_path, "ab")

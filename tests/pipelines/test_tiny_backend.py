@@ -345,3 +345,16 @@ def test_special_token_ids_agree_between_tokenizer_and_text_encoder(tiny):
 
 def _digest(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_step_delay_paces_each_step_and_progress_still_comes(tiny_model_dir):
+    import time as _time
+
+    from pipelines import EditRequest, get_backend
+
+    backend = get_backend("tiny", step_delay_s=0.2)
+    seen = []
+    started = _time.monotonic()
+    backend.edit(EditRequest("add a hat", images=(Image.new("RGB", (64, 48), "blue"),), steps=2, seed=1),
+                 progress=lambda step, total, preview: seen.append(step))
+    assert seen == [1, 2] and _time.monotonic() - started >= 0.4
