@@ -401,13 +401,15 @@ async def _with_notice(outcome) -> None:
     """The start-up notice (the tiny model) goes with a conversation's first results."""
     rt = get_runtime()
     runs = [run for part in outcome.chain() for run in part.runs]
-    if not rt.notice or not runs:
+    notice = rt.notice
+    if not notice or not runs:
         return
-    made = await cl.make_async(rt.store.nodes)(_conv())
-    if any(n.kind != "upload" for n in made):
+    conv = await cl.make_async(rt.store.conversation)(_conv())
+    if conv.meta.get("notice_shown"):  # said once per conversation
         return
+    await cl.make_async(rt.store.update_meta)(conv.id, {"notice_shown": True})
     run = runs[0]
-    run.note = f"{run.note}\n\n{rt.notice}" if run.note else rt.notice
+    run.note = f"{run.note}\n\n{notice}" if run.note else notice
 
 
 def _listener():

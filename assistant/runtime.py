@@ -94,7 +94,8 @@ def build_runtime(settings: Settings) -> Runtime:
     store.recover_interrupted_jobs()  # this process runs the jobs: fail those a crash left
     queue = JobQueue(workers=settings.workers)
     backends = BackendPool(settings.backend_name(),
-                           lambda name, model: get_backend(name, **settings.backend_settings(name, model)))
+                           lambda name, model: get_backend(name, **settings.backend_settings(name, model)),
+                           configured_model=settings.model)
     service = ChatService(store, backends, queue, job_timeout=settings.job_timeout,
                           cap_per_conversation=settings.mode == "local",
                           polish_settings={"engine": settings.polish_engine(), "url": settings.polish_url,

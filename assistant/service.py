@@ -242,8 +242,12 @@ class BackendPool:
     back), so two large models are never held at once.
     """
 
-    def __init__(self, default: str, factory: Callable[[str, Optional[str]], Backend]) -> None:
+    def __init__(self, default: str, factory: Callable[[str, Optional[str]], Backend],
+                 configured_model: Optional[str] = None) -> None:
         self.default = default
+        # The model the server's settings give the qwen backend (QEC_MODEL, .env included):
+        # what runs when a conversation names none.
+        self.configured_model = configured_model
         self._factory = factory
         self._backends: dict[tuple, Backend] = {}
         self._lock = threading.Lock()
@@ -278,6 +282,7 @@ class ChatService:
         self._runs: dict[str, list[Run]] = {}
         self._lock = threading.Lock()
         self._remote = None  # the remote polisher, made on first use
+        self._pictures: dict = {}  # (backend, model) -> pictures per edit
 
     # ---- uploads ----------------------------------------------------------------------
 
@@ -391,11 +396,17 @@ class ChatService:
                                f"{most}: the image to edit and {_count(most - 1, 'reference')}. Send fewer.")
 
     def max_pictures(self, settings: ChatSettings) -> int:
-        """Pictures one edit takes with the conversation's backend and model (loads nothing)."""
-        try:
-            return pipelines.max_pictures(settings.backend or self.backends.default, settings.model)
-        except Exception:  # an unknown or unavailable backend: the job will say so itself
-            return MAX_INPUT_IMAGES
+        """Pictures one edit takes with the conversation's backend and model (loads nothing;
+        remembered per backend and model, since every edit and upload asks)."""
+        name = settings.backend or self.backends.default
+        model = settings.model or (self.backends.configured_model if name == "qwen" else None)
+        key = (name, model)
+        if key not in self._pictures:
+            try:
+                self._pictures[key] = pipelines.max_pictures(name, model)
+            except Exception:  # an unknown or unavailable backend: the job will say so itself
+                return MAX_INPUT_IMAGES
+        return self._pictures[key]
 
     def _polish_engine(self, settings: ChatSettings, intent: Intent) -> str:
         if intent.verbatim:

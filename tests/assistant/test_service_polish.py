@@ -7,12 +7,12 @@ a remote engine; "!" sends the words as typed; "Use my words" re-runs without po
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from assistant.queue import JobQueue
 from assistant.router import route
@@ -31,12 +31,20 @@ def tiny():
     return get_backend("tiny")
 
 
-def _service(tmp_path, backend, **polish):
+@contextlib.contextmanager
+def _conversation(tmp_path, backend, **polish):
+    """A service with these polish settings and a conversation holding one upload (#1)."""
     store = Store.open(database_url=f"sqlite:///{tmp_path}/t.db", blob_dir=tmp_path / "blobs")
     queue = JobQueue(workers=1)
     service = ChatService(store, BackendPool("tiny", lambda name, model: backend), queue, job_timeout=300,
                           polish_settings=polish)
-    return store, queue, service
+    try:
+        conv = store.create_conversation(owner="ann").id
+        say(service, conv, "", files=[("a.png", png("blue", (64, 48)))])
+        yield store, service, conv
+    finally:
+        queue.shutdown()
+        store.close()
 
 
 def say(service, conv, text, files=(), settings=ChatSettings(steps=2), events=None):
@@ -48,7 +56,6 @@ def say(service, conv, text, files=(), settings=ChatSettings(steps=2), events=No
 
 
 def test_local_polish_on_the_tiny_model_falls_back_and_says_why(tmp_path, tiny, monkeypatch):
-    store, queue, service = _service(tmp_path, tiny, engine="local")
     calls = []
     real = type(tiny.polisher().model).generate
 
@@ -57,9 +64,7 @@ def test_local_polish_on_the_tiny_model_falls_back_and_says_why(tmp_path, tiny, 
         return real(self, *a, **k)
 
     monkeypatch.setattr(type(tiny.polisher().model), "generate", spy)
-    try:
-        conv = store.create_conversation(owner="ann").id
-        say(service, conv, "", files=[("a.png", png("blue", (64, 48)))])
+    with _conversation(tmp_path, tiny, engine="local") as (store, service, conv):
         events = []
         out, [res] = say(service, conv, "add a red hat", events=events)
         assert calls, "generate() never ran on the tiny text encoder"
@@ -69,19 +74,13 @@ def test_local_polish_on_the_tiny_model_falls_back_and_says_why(tmp_path, tiny, 
         assert res.node.prompt == "add a red hat" == res.node.instruction
         from assistant.render import polish_lines
         assert "fell back" in polish_lines(res.node) and p["reason"] in polish_lines(res.node)
-    finally:
-        queue.shutdown()
-        store.close()
 
 
 def test_remote_polish_sends_the_picture_and_the_branch_and_uses_the_answer(tmp_path, tiny):
     answer = {"prompt": "Add heavy rain falling over the whole street; keep everything else unchanged."}
     with FakeChatServer(answer=answer) as server:
-        store, queue, service = _service(tmp_path, tiny, engine="remote", url=server.url, model="qwen-vl",
-                                         api_key="sk-test", timeout=5)
-        try:
-            conv = store.create_conversation(owner="ann").id
-            say(service, conv, "", files=[("a.png", png("blue", (64, 48)))])
+        with _conversation(tmp_path, tiny, engine="remote", url=server.url, model="qwen-vl",
+                           api_key="sk-test", timeout=5) as (store, service, conv):
             say(service, conv, "!make it night")  # word for word: the server is not asked
             assert server.requests == []
             out, [res] = say(service, conv, "now add rain")
@@ -108,34 +107,24 @@ def test_remote_polish_sends_the_picture_and_the_branch_and_uses_the_answer(tmp_
             mine = out.runs[0].wait(60)
             assert mine.node.prompt == "add rain" and mine.node.params["seed"] == res.node.params["seed"]
             assert mine.node.parent_number == res.node.parent_number and len(server.requests) == 1
-        finally:
-            queue.shutdown()
-            store.close()
 
 
 def test_a_slow_server_is_cut_off_and_the_edit_runs_with_the_users_words(tmp_path, tiny):
     with FakeChatServer(answer={"prompt": "too late"}, delay=10) as server:
-        store, queue, service = _service(tmp_path, tiny, engine="remote", url=server.url, model="m", timeout=1)
-        try:
-            conv = store.create_conversation(owner="ann").id
-            say(service, conv, "", files=[("a.png", png("blue", (64, 48)))])
+        with _conversation(tmp_path, tiny, engine="remote", url=server.url, model="m",
+                           timeout=1) as (store, service, conv):
             started = time.monotonic()
             out, [res] = say(service, conv, "add snow")
             assert res.node.prompt == "add snow"
             p = res.node.params["polish"]
             assert p["polished"] is False and "timed out" in p["reason"] and p["elapsed_s"] < 2.5
             assert time.monotonic() - started < 60
-        finally:
-            queue.shutdown()
-            store.close()
 
 
 def test_stop_cancels_a_polish_in_flight(tmp_path, tiny):
     with FakeChatServer(answer={"prompt": "x"}, delay=10) as server:
-        store, queue, service = _service(tmp_path, tiny, engine="remote", url=server.url, model="m", timeout=30)
-        try:
-            conv = store.create_conversation(owner="ann").id
-            say(service, conv, "", files=[("a.png", png("blue", (64, 48)))])
+        with _conversation(tmp_path, tiny, engine="remote", url=server.url, model="m",
+                           timeout=30) as (store, service, conv):
             out = service.apply(conv, route("add snow", has_image=True), settings=ChatSettings(steps=2))
             deadline = time.monotonic() + 10
             while not server.requests and time.monotonic() < deadline:
@@ -146,9 +135,6 @@ def test_stop_cancels_a_polish_in_flight(tmp_path, tiny):
                 out.runs[0].wait(10)
             assert time.monotonic() - started < 3
             assert store.job(out.runs[0].job.id).status == "cancelled"
-        finally:
-            queue.shutdown()
-            store.close()
 
 
 def test_the_panel_setting_and_the_default():

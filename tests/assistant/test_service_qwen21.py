@@ -69,3 +69,19 @@ def test_the_limit_follows_the_model_and_nothing_is_kept_beyond_it(service):
 def test_the_licence_notice_names_the_research_licence():
     assert "Qwen Research License" in licence("tiny", TINY21)
     assert licence("tiny", None) is None
+
+
+def test_the_limit_follows_the_servers_configured_model_not_only_the_environment(tmp_path, monkeypatch):
+    """QEC_MODEL may come from a .env file, which os.environ never sees: the pool says it."""
+    monkeypatch.delenv("QEC_MODEL", raising=False)
+    store = Store.open(database_url=f"sqlite:///{tmp_path}/t.db", blob_dir=tmp_path / "blobs")
+    queue = JobQueue(workers=1)
+    try:
+        pool = BackendPool("qwen", lambda n, m: None, configured_model="Qwen/Qwen-Image-2.1")
+        service = ChatService(store, pool, queue)
+        assert service.max_pictures(ChatSettings()) == 10
+        assert service.max_pictures(ChatSettings(model="Qwen/Qwen-Image-Edit-2511")) == 3
+        assert service.max_pictures(ChatSettings(backend="tiny")) == 3  # tiny never runs QEC_MODEL
+    finally:
+        queue.shutdown()
+        store.close()
