@@ -498,6 +498,10 @@ class ChatService:
         source = self.store.node(conv, intent.base) if intent.base else self.store.head(conv)
         if source is None:
             raise HistoryError("There is no image to change yet: describe one, or upload a photo.")
+        if (self.store.conversation(conv).meta.get("region") or {}).get("base") == source.number:
+            # A region is painted on it: "make it brighter" there is a local change, the model's.
+            return self._do_edit(conv, Intent("edit", text=intent.text, base=intent.base), uploads,
+                                 settings, on_event)
         try:
             op = exact.validate(intent.op)
             image = exact.apply(self.store.image(source), op)

@@ -210,3 +210,17 @@ def test_1mp_and_aspect_sizes_sit_on_picture_1s_grid(drift):
         out, [res] = say(service, conv, "put a red sticker on the cup", settings=ChatSettings(size=size))
         asked = res.node.params["request"]
         assert (asked["width"], asked["height"]) == grid, size
+
+
+def test_a_whole_picture_word_after_painting_a_region_changes_only_the_region(drift):
+    store, service = drift
+    conv = store.create_conversation(owner="ann").id
+    upload = photo()
+    say(service, conv, "", files=[("p.png", encoded(upload))])
+    mask = Image.new("L", upload.size, 0)
+    ImageDraw.Draw(mask).rectangle((350, 90, 520, 220), fill=255)
+    service.set_region(conv, encoded(mask), base=1)
+    out, [res] = say(service, conv, "make it brighter")  # exact on the whole picture, but a region waits
+    assert res.node.kind == "edit" and res.node.params["request"]["region"]
+    keep = np.asarray(mask.filter(ImageFilter.MaxFilter(41))) == 0
+    assert np.array_equal(np.asarray(store.image(res.node))[keep], np.asarray(upload)[keep])
