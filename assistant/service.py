@@ -357,36 +357,38 @@ class ChatService:
         node = self.store.node(conv, intent.base) if intent.base else self.store.head(conv)
         if node is None:
             raise HistoryError("There is no image yet: describe one, or upload a photo.")
-        recorded = dict(node.params.get("request") or {})
-        if not recorded:
-            raise HistoryError(f"#{node.number} is an {node.kind}, not something the model made: there "
-                               f"is nothing to render again.")
-        recorded.update(seed=node.params.get("seed"), steps=FINAL_STEPS, true_cfg_scale=FINAL_CFG,
-                        draft=False, final_of=node.number)
+        changes = dict(steps=FINAL_STEPS, true_cfg_scale=FINAL_CFG, draft=False, final_of=node.number)
         if (node.params.get("polish") or {}).get("polished"):
-            recorded["polished_prompt"] = node.prompt  # the same words as the draft was given
-        run = self._submit(conv, kind=node.kind, request=recorded, inputs=list(node.input_numbers),
-                           parent=node.parent_number, instruction=node.instruction, settings=settings,
-                           on_event=on_event, description=f"Rendering #{node.number} in full quality")
-        return Outcome(runs=[run])
+            changes["polished_prompt"] = node.prompt  # the same words as the draft was given
+        return self._rerun(conv, node, changes, settings, on_event,
+                           f"Rendering #{node.number} in full quality")
 
     def use_my_words(self, conv: str, number: int, *, settings: Optional[ChatSettings] = None,
                      on_event: Optional[EventSink] = None) -> Outcome:
         """Run image #N's request again with the user's own words, unpolished (same seed)."""
         try:
             node = self.store.node(conv, number)
-            recorded = dict(node.params.get("request") or {})
-            if not recorded:
-                raise HistoryError(f"#{number} was not made by the model; there is nothing to re-run.")
-            recorded.update(polish="off", seed=node.params.get("seed"), prompt=node.instruction)
-            recorded.pop("polished_prompt", None)
-            chosen = settings or ChatSettings()
-            run = self._submit(conv, kind=node.kind, request=recorded, inputs=list(node.input_numbers),
-                               parent=node.parent_number, instruction=node.instruction, settings=chosen,
-                               on_event=on_event, description=f"#{number} again, with your own words")
-            return Outcome(runs=[run])
+            return self._rerun(conv, node, {"polish": "off", "prompt": node.instruction},
+                               settings or ChatSettings(), on_event, f"#{number} again, with your own words",
+                               drop=("polished_prompt",))
         except USER_ERRORS as e:
             return Outcome(message=str(e), is_error=True)
+
+    def _rerun(self, conv: str, node: Node, changes: dict, settings: ChatSettings,
+               on_event: Optional[EventSink], description: str, drop: tuple = ()) -> Outcome:
+        """Node #N's recorded request again, with its seed and ``changes`` (and without the
+        keys in ``drop``), as its sibling."""
+        recorded = dict(node.params.get("request") or {})
+        if not recorded:
+            raise HistoryError(f"#{node.number} is an {node.kind}, not something the model made: there "
+                               f"is nothing to run again.")
+        recorded.update(seed=node.params.get("seed"), **changes)
+        for key in drop:
+            recorded.pop(key, None)
+        run = self._submit(conv, kind=node.kind, request=recorded, inputs=list(node.input_numbers),
+                           parent=node.parent_number, instruction=node.instruction, settings=settings,
+                           on_event=on_event, description=description)
+        return Outcome(runs=[run])
 
     def check_picture_count(self, settings: ChatSettings, count: int) -> None:
         """Refuse, before anything is kept, a message with more pictures than an edit takes."""
